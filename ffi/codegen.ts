@@ -19,6 +19,7 @@ const C_PARAMS: Record<ArgKind, (n: string) => string[]> = {
   "i64?": (n) => [`int64_t ${n}`],
   "f64": (n) => [`double ${n}`],
   "f64?": (n) => [`double ${n}`],
+  "S": (n) => [`double ${n}_`],
   "bool": (n) => [`bool ${n}`],
   "i32": (n) => [`int32_t ${n}`],
   "dtype": (n) => [`int32_t ${n}_`],
@@ -36,6 +37,7 @@ const PRELUDE: Partial<Record<ArgKind, (n: string) => string>> = {
   "T?": (n) => `const std::optional<at::Tensor> ${n} = deref_opt(${n}_);`,
   "T[]": (n) => `const std::vector<at::Tensor> ${n} = deref_list(${n}_ptr, ${n}_len, "${n}");`,
   "dtype": (n) => `const at::ScalarType ${n} = dtype_of(${n}_);`,
+  "S": (n) => `const at::Scalar ${n} = num(${n}_);`,
   "i64[]": (n) => `const at::IntArrayRef ${n}(${n}_ptr, static_cast<size_t>(${n}_len));`,
   "f64[]": (n) => `const at::ArrayRef<double> ${n}(${n}_ptr, static_cast<size_t>(${n}_len));`,
 };

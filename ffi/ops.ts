@@ -5,7 +5,8 @@
  * symbol table and typed TypeScript wrappers. Adding an op is one line here.
  *
  * Argument kinds: `T` tensor, `T?` optional tensor, `T[]` tensor list, `i64`, `i64?` (none is
- * INT64_MIN), `f64`, `f64?` (none is NaN), `bool`, `i32`, `dtype`, `device` (-1 cpu, n cuda:n),
+ * INT64_MIN), `f64`, `f64?` (none is NaN), `S` (a number that becomes an integral at::Scalar
+ * when it is an integer, so integer tensors keep their dtype), `bool`, `i32`, `dtype`, `device` (-1 cpu, n cuda:n),
  * `i64[]`, `f64[]`, `str`, `buf` (raw memory), `P` / `P?` (opaque object such as a generator or an
  * optimizer). Return kinds: `T`, `T?`, `T[]`, `void`, `i64`, `f64`, `bool`, `i32`, `str`, `P`.
  *
@@ -24,6 +25,7 @@ export type ArgKind =
   | "i64?"
   | "f64"
   | "f64?"
+  | "S"
   | "bool"
   | "i32"
   | "dtype"
@@ -59,10 +61,10 @@ function op<const A extends readonly `${ArgKind} ${string}`[], const R extends R
 const unary = (fn: string) => op(["T a"], "T", `at::${fn}(a)`);
 const unaryInPlace = (fn: string) => op(["T a"], "void", `a.${fn}();`);
 const binary = (fn: string) => op(["T a", "T b"], "T", `at::${fn}(a, b)`);
-const binaryScalar = (fn: string) => op(["T a", "f64 b"], "T", `at::${fn}(a, b)`);
+const binaryScalar = (fn: string) => op(["T a", "S b"], "T", `at::${fn}(a, b)`);
 const inPlace = (fn: string) => op(["T a", "T b"], "void", `const_cast<at::Tensor&>(a).${fn}(b);`);
 const inPlaceScalar = (fn: string) =>
-  op(["T a", "f64 b"], "void", `const_cast<at::Tensor&>(a).${fn}(b);`);
+  op(["T a", "S b"], "void", `const_cast<at::Tensor&>(a).${fn}(b);`);
 
 /** The C API, in generation order. Every entry becomes the C symbol `st_<name>`. */
 export const OPS = {
@@ -121,7 +123,7 @@ export const OPS = {
   zeros: op(["i64[] shape", "dtype dt", "device dev"], "T", "at::zeros(shape, opts(dt, dev))"),
   ones: op(["i64[] shape", "dtype dt", "device dev"], "T", "at::ones(shape, opts(dt, dev))"),
   full: op(
-    ["i64[] shape", "f64 v", "dtype dt", "device dev"],
+    ["i64[] shape", "S v", "dtype dt", "device dev"],
     "T",
     "at::full(shape, v, opts(dt, dev))",
   ),
@@ -140,7 +142,7 @@ export const OPS = {
   zeros_like: unary("zeros_like"),
   ones_like: unary("ones_like"),
   empty_like: unary("empty_like"),
-  full_like: op(["T a", "f64 v"], "T", "at::full_like(a, v)"),
+  full_like: op(["T a", "S v"], "T", "at::full_like(a, v)"),
   randn: op(
     ["i64[] shape", "P? g", "dtype dt", "device dev"],
     "T",
@@ -262,9 +264,9 @@ export const OPS = {
   gather: op(["T a", "i64 dim", "T index"], "T", "at::gather(a, dim, index)"),
   scatter: op(["T a", "i64 dim", "T index", "T src"], "T", "at::scatter(a, dim, index, src)"),
   scatter_value: op(
-    ["T a", "i64 dim", "T index", "f64 v"],
+    ["T a", "i64 dim", "T index", "S v"],
     "T",
-    "at::scatter(a, dim, index, at::Scalar(v))",
+    "at::scatter(a, dim, index, v)",
   ),
   scatter_add: op(["T a", "i64 dim", "T index", "T src"], "T", "at::scatter_add(a, dim, index, src)"),
   index_copy: op(["T a", "i64 dim", "T index", "T src"], "T", "at::index_copy(a, dim, index, src)"),
@@ -278,8 +280,8 @@ export const OPS = {
     "void",
     "{ c10::List<std::optional<at::Tensor>> idx; idx.push_back(index); const_cast<at::Tensor&>(a).index_put_(idx, values, acc); }",
   ),
-  masked_fill: op(["T a", "T mask", "f64 v"], "T", "at::masked_fill(a, mask, v)"),
-  masked_fill_: op(["T a", "T mask", "f64 v"], "void", "const_cast<at::Tensor&>(a).masked_fill_(mask, v);"),
+  masked_fill: op(["T a", "T mask", "S v"], "T", "at::masked_fill(a, mask, v)"),
+  masked_fill_: op(["T a", "T mask", "S v"], "void", "const_cast<at::Tensor&>(a).masked_fill_(mask, v);"),
   masked_select: op(["T a", "T mask"], "T", "at::masked_select(a, mask)"),
   where: op(["T cond", "T a", "T b"], "T", "at::where(cond, a, b)"),
   nonzero: unary("nonzero"),
@@ -287,10 +289,10 @@ export const OPS = {
 
   // ---- elementwise arithmetic ----
   add: op(["T a", "T b", "f64 alpha"], "T", "at::add(a, b, alpha)"),
-  add_scalar: op(["T a", "f64 b"], "T", "at::add(a, b)"),
+  add_scalar: op(["T a", "S b"], "T", "at::add(a, b)"),
   sub: op(["T a", "T b", "f64 alpha"], "T", "at::sub(a, b, alpha)"),
-  sub_scalar: op(["T a", "f64 b"], "T", "at::sub(a, b)"),
-  rsub_scalar: op(["T a", "f64 b"], "T", "at::rsub(a, b)"),
+  sub_scalar: op(["T a", "S b"], "T", "at::sub(a, b)"),
+  rsub_scalar: op(["T a", "S b"], "T", "at::rsub(a, b)"),
   mul: binary("mul"),
   mul_scalar: binaryScalar("mul"),
   div: binary("div"),

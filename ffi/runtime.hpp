@@ -130,6 +130,12 @@ inline std::optional<int64_t> int_opt(int64_t v) {
 inline std::optional<double> float_opt(double v) {
   return std::isnan(v) ? std::nullopt : std::optional<double>(v);
 }
+// Numbers cross the boundary as doubles; integral values become integral Scalars so integer
+// tensors keep their dtype under in-place and scalar arithmetic.
+inline at::Scalar num(double v) {
+  if (std::nearbyint(v) == v && std::fabs(v) < 9.007199254740992e15) return at::Scalar(static_cast<int64_t>(v));
+  return at::Scalar(v);
+}
 inline std::optional<at::Scalar> scalar_opt(double v) {
   return std::isnan(v) ? std::nullopt : std::optional<at::Scalar>(at::Scalar(v));
 }

@@ -34,7 +34,7 @@ export class Scope {
   /** @internal Records a new object. */
   adopt(o: Owned): void {
     if (this.#closed) throw new Error("cannot add to a closed scope");
-    o._scope?.#owned.delete(o);
+    if (o._scope) o._scope.#owned.delete(o);
     o._scope = this;
     this.#owned.add(o);
   }

@@ -14,11 +14,11 @@ type ArgTS<K> = K extends "T" ? Handle
   : K extends "T?" | "P?" ? Handle | null
   : K extends "P" ? Handle
   : K extends "T[]" ? readonly (Handle | null)[]
-  : K extends "i64" | "i64?" | "f64" | "f64?" | "i32" | "dtype" | "device" ? number
+  : K extends "i64" | "i64?" | "f64" | "f64?" | "S" | "i32" | "dtype" | "device" ? number
   : K extends "bool" ? boolean
   : K extends "i64[]" | "f64[]" ? readonly number[]
   : K extends "str" ? string
-  : K extends "buf" ? BufferSource
+  : K extends "buf" ? ArrayBufferView
   : never;
 
 type RetTS<R> = R extends "T" | "P" ? Handle
@@ -45,6 +45,7 @@ const FFI_PARAMS: Record<ArgKind, Deno.NativeType[]> = {
   "i64?": ["i64"],
   "f64": ["f64"],
   "f64?": ["f64"],
+  "S": ["f64"],
   "bool": ["bool"],
   "i32": ["i32"],
   "dtype": ["i32"],

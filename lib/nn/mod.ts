@@ -1,0 +1,3 @@
+/** Neural-network modules. */
+export * from "./module.ts";
+export * from "./layers.ts";

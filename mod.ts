@@ -1,0 +1,15 @@
+/**
+ * slimclr: slimmable networks with contrastive self-supervised learning on LibTorch, from
+ * TypeScript. This module re-exports the public API.
+ * @module
+ */
+export * from "./lib/errors.ts";
+export * from "./lib/dtype.ts";
+export * from "./lib/scope.ts";
+export * from "./lib/tensor.ts";
+export * as F from "./lib/functional.ts";
+export * from "./lib/autograd.ts";
+export * from "./lib/random.ts";
+export * from "./lib/device.ts";
+export * from "./lib/optim.ts";
+export * as nn from "./lib/nn/mod.ts";
