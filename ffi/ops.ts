@@ -83,7 +83,11 @@ export const OPS = {
        g_list.clear(); return n; }`,
   ),
   torch_version: op([], "str", "std::string(TORCH_VERSION)"),
-  to_string: op(["T a"], "str", "{ std::ostringstream ss; ss << a; return stash_string(ss.str()); }"),
+  to_string: op(
+    ["T a"],
+    "str",
+    "{ std::ostringstream ss; ss << a; return stash_string(ss.str()); }",
+  ),
 
   // ---- properties and readback ----
   dim: op(["T a"], "i64", "a.dim()"),
@@ -127,7 +131,11 @@ export const OPS = {
     "T",
     "at::full(shape, v, opts(dt, dev))",
   ),
-  scalar_tensor: op(["f64 v", "dtype dt", "device dev"], "T", "at::scalar_tensor(v, opts(dt, dev))"),
+  scalar_tensor: op(
+    ["f64 v", "dtype dt", "device dev"],
+    "T",
+    "at::scalar_tensor(v, opts(dt, dev))",
+  ),
   arange: op(
     ["f64 start", "f64 end", "f64 step", "dtype dt", "device dev"],
     "T",
@@ -253,7 +261,7 @@ export const OPS = {
   pad: op(
     ["T a", "i64[] pad", "str mode", "f64 value"],
     "T",
-    "at::pad(a, pad, mode, mode == std::string(\"constant\") ? std::optional<double>(value) : std::nullopt)",
+    'at::pad(a, pad, mode, mode == std::string("constant") ? std::optional<double>(value) : std::nullopt)',
   ),
   tril: op(["T a", "i64 k"], "T", "at::tril(a, k)"),
   triu: op(["T a", "i64 k"], "T", "at::triu(a, k)"),
@@ -268,7 +276,11 @@ export const OPS = {
     "T",
     "at::scatter(a, dim, index, v)",
   ),
-  scatter_add: op(["T a", "i64 dim", "T index", "T src"], "T", "at::scatter_add(a, dim, index, src)"),
+  scatter_add: op(
+    ["T a", "i64 dim", "T index", "T src"],
+    "T",
+    "at::scatter_add(a, dim, index, src)",
+  ),
   index_copy: op(["T a", "i64 dim", "T index", "T src"], "T", "at::index_copy(a, dim, index, src)"),
   index_copy_: op(
     ["T a", "i64 dim", "T index", "T src"],
@@ -281,7 +293,11 @@ export const OPS = {
     "{ c10::List<std::optional<at::Tensor>> idx; idx.push_back(index); const_cast<at::Tensor&>(a).index_put_(idx, values, acc); }",
   ),
   masked_fill: op(["T a", "T mask", "S v"], "T", "at::masked_fill(a, mask, v)"),
-  masked_fill_: op(["T a", "T mask", "S v"], "void", "const_cast<at::Tensor&>(a).masked_fill_(mask, v);"),
+  masked_fill_: op(
+    ["T a", "T mask", "S v"],
+    "void",
+    "const_cast<at::Tensor&>(a).masked_fill_(mask, v);",
+  ),
   masked_select: op(["T a", "T mask"], "T", "at::masked_select(a, mask)"),
   where: op(["T cond", "T a", "T b"], "T", "at::where(cond, a, b)"),
   nonzero: unary("nonzero"),
@@ -465,7 +481,11 @@ export const OPS = {
     "T",
     "at::grid_sampler(x, grid, mode, padding, align)",
   ),
-  affine_grid: op(["T theta", "i64[] size", "bool align"], "T", "at::affine_grid_generator(theta, size, align)"),
+  affine_grid: op(
+    ["T theta", "i64[] size", "bool align"],
+    "T",
+    "at::affine_grid_generator(theta, size, align)",
+  ),
   softmax: op(["T x", "i64 dim"], "T", "at::softmax(x, dim)"),
   log_softmax: op(["T x", "i64 dim"], "T", "at::log_softmax(x, dim)"),
   dropout: op(["T x", "f64 p", "bool train"], "T", "at::dropout(x, p, train)"),
@@ -503,7 +523,11 @@ export const OPS = {
 
   // ---- autograd ----
   requires_grad: op(["T a"], "bool", "a.requires_grad()"),
-  set_requires_grad: op(["T a", "bool on"], "void", "const_cast<at::Tensor&>(a).requires_grad_(on);"),
+  set_requires_grad: op(
+    ["T a", "bool on"],
+    "void",
+    "const_cast<at::Tensor&>(a).requires_grad_(on);",
+  ),
   is_leaf: op(["T a"], "bool", "a.is_leaf()"),
   grad: op(["T a"], "T?", "a.grad()"),
   set_grad: op(
@@ -547,7 +571,11 @@ export const OPS = {
     "adamw_step(optim_ref(o), lr, b1, b2, eps, wd);",
   ),
   optim_zero_grad: op(["P o"], "void", "zero_grad(optim_ref(o));"),
-  optim_state: op(["P o", "i64 slot"], "T[]", "slot == 0 ? optim_ref(o).state1 : optim_ref(o).state2"),
+  optim_state: op(
+    ["P o", "i64 slot"],
+    "T[]",
+    "slot == 0 ? optim_ref(o).state1 : optim_ref(o).state2",
+  ),
   optim_steps: op(
     ["P o", "buf out", "i64 cap"],
     "void",

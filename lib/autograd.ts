@@ -1,5 +1,5 @@
 /** Autograd controls: grad mode and `autograd.grad`. */
-import { type Tensor, raw, wrap } from "./tensor.ts";
+import { raw, type Tensor, wrap } from "./tensor.ts";
 
 /** Runs `fn` with gradient recording off (as `torch.no_grad()`). Synchronous only. */
 export function noGrad<T>(fn: () => T): T {
@@ -15,7 +15,9 @@ function withGradMode<T>(on: boolean, fn: () => T): T {
   const prev = raw().set_grad_enabled(on);
   try {
     const r = fn();
-    if (r instanceof Promise) throw new TypeError("noGrad()/enableGrad() take a synchronous function");
+    if (r instanceof Promise) {
+      throw new TypeError("noGrad()/enableGrad() take a synchronous function");
+    }
     return r;
   } finally {
     raw().set_grad_enabled(prev);

@@ -16,7 +16,9 @@ export const cuda = {
     raw().cuda_synchronize(device);
   },
   /** Caching-allocator statistics of `device` in bytes (zeros on CPU builds). */
-  memoryStats(device = 0): { allocated: number; reserved: number; peakAllocated: number; peakReserved: number } {
+  memoryStats(
+    device = 0,
+  ): { allocated: number; reserved: number; peakAllocated: number; peakReserved: number } {
     const s = (w: number) => raw().cuda_memory_stat(device, w);
     return { allocated: s(0), reserved: s(1), peakAllocated: s(2), peakReserved: s(3) };
   },
@@ -32,7 +34,9 @@ export const cuda = {
 
 /** Sets LibTorch's intra-op thread count. */
 export function setNumThreads(n: number): void {
-  if (!Number.isInteger(n) || n < 1) throw new RangeError(`setNumThreads: expected a positive integer, got ${n}`);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new RangeError(`setNumThreads: expected a positive integer, got ${n}`);
+  }
   raw().set_num_threads(n);
 }
 

@@ -72,7 +72,12 @@ export type AnyTypedArray =
   | Uint8Array;
 
 /** Builds the TypedArray view of `bytes` for `dtype`. */
-export function typedView(dtype: DType, buffer: ArrayBuffer, offset = 0, length?: number): AnyTypedArray {
+export function typedView(
+  dtype: DType,
+  buffer: ArrayBuffer,
+  offset = 0,
+  length?: number,
+): AnyTypedArray {
   switch (dtype) {
     case "float32":
       return new Float32Array(buffer, offset, length);

@@ -13,7 +13,12 @@ export interface Conv2dOptions {
 }
 
 /** 2-D convolution of `x` (N,C,H,W) with `weight` (O,C/groups,kH,kW). */
-export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, o: Conv2dOptions = {}): Tensor {
+export function conv2d(
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor | null = null,
+  o: Conv2dOptions = {},
+): Tensor {
   return wrap(
     raw().conv2d(
       x.ptr,
@@ -131,7 +136,9 @@ export function gridSample(
   padding: keyof typeof GRID_PADDING = "zeros",
   alignCorners = false,
 ): Tensor {
-  return wrap(raw().grid_sample(x.ptr, grid.ptr, GRID_MODES[mode], GRID_PADDING[padding], alignCorners));
+  return wrap(
+    raw().grid_sample(x.ptr, grid.ptr, GRID_MODES[mode], GRID_PADDING[padding], alignCorners),
+  );
 }
 
 /** Sampling grid for affine matrices `theta` (N,2,3) and output `size` [N,C,H,W]. */
@@ -190,7 +197,9 @@ export function nllLoss(
   reduction: Reduction = "mean",
   ignoreIndex = -100,
 ): Tensor {
-  return wrap(raw().nll_loss(logProbs.ptr, target.ptr, null, reductionCode(reduction), ignoreIndex));
+  return wrap(
+    raw().nll_loss(logProbs.ptr, target.ptr, null, reductionCode(reduction), ignoreIndex),
+  );
 }
 
 /** KL divergence with `input` as log-probabilities (as `F.kl_div`). */

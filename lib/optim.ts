@@ -163,7 +163,10 @@ export interface SGDOptions {
 
 /** torch.optim.SGD: momentum, dampening, Nesterov, L2 weight decay. */
 export class SGD extends Optimizer<SGDOptions> {
-  constructor(params: Tensor[] | ParamGroup<SGDOptions>[], o: Partial<SGDOptions> & { lr: number }) {
+  constructor(
+    params: Tensor[] | ParamGroup<SGDOptions>[],
+    o: Partial<SGDOptions> & { lr: number },
+  ) {
     super("sgd", params, { momentum: 0, dampening: 0, weight_decay: 0, nesterov: false, ...o }, [
       "momentum_buffer",
     ]);
@@ -183,8 +186,13 @@ export interface LARSOptions {
 
 /** LARS as in MoCo v3: 1-D parameters get neither weight decay nor the trust ratio. */
 export class LARS extends Optimizer<LARSOptions> {
-  constructor(params: Tensor[] | ParamGroup<LARSOptions>[], o: Partial<LARSOptions> & { lr: number }) {
-    super("lars", params, { momentum: 0.9, weight_decay: 0, trust_coefficient: 0.001, ...o }, ["mu"]);
+  constructor(
+    params: Tensor[] | ParamGroup<LARSOptions>[],
+    o: Partial<LARSOptions> & { lr: number },
+  ) {
+    super("lars", params, { momentum: 0.9, weight_decay: 0, trust_coefficient: 0.001, ...o }, [
+      "mu",
+    ]);
   }
   protected stepGroup(g: Group<LARSOptions>): void {
     raw().optim_lars_step(g.handle, g.lr, g.momentum, g.weight_decay, g.trust_coefficient);
@@ -218,7 +226,9 @@ export class AdamW extends Optimizer<AdamWOptions> {
     if (!s1 || !s2) return null;
     return { step: scalar(step), exp_avg: wrap(s1), exp_avg_sq: wrap(s2) };
   }
-  protected override importState(s: Record<string, Tensor>): [Tensor | null, Tensor | null, number] {
+  protected override importState(
+    s: Record<string, Tensor>,
+  ): [Tensor | null, Tensor | null, number] {
     return [s.exp_avg ?? null, s.exp_avg_sq ?? null, s.step ? s.step.item() : 0];
   }
 }

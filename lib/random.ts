@@ -1,6 +1,6 @@
 /** Seedable random number generators and random tensor creation. */
 import type { DType } from "./dtype.ts";
-import { DTYPE_CODES, deviceCode } from "./dtype.ts";
+import { deviceCode, DTYPE_CODES } from "./dtype.ts";
 import type { Handle } from "./ffi/library.ts";
 import { raw, type Tensor, type TensorOptions, wrap } from "./tensor.ts";
 
@@ -47,7 +47,11 @@ export interface RandomOptions extends TensorOptions {
 }
 
 function opts(o: RandomOptions, fallback: DType = "float32"): [Handle | null, number, number] {
-  return [o.generator?.ptr ?? null, DTYPE_CODES[o.dtype ?? fallback], deviceCode(o.device ?? "cpu")];
+  return [
+    o.generator?.ptr ?? null,
+    DTYPE_CODES[o.dtype ?? fallback],
+    deviceCode(o.device ?? "cpu"),
+  ];
 }
 
 function finish(t: Tensor, o: RandomOptions): Tensor {
@@ -69,7 +73,12 @@ export function rand(shape: readonly number[], o: RandomOptions = {}): Tensor {
   return finish(wrap(raw().rand(shape, ...opts(o))), o);
 }
 /** Integers in [low, high), int64 by default. */
-export function randint(low: number, high: number, shape: readonly number[], o: RandomOptions = {}): Tensor {
+export function randint(
+  low: number,
+  high: number,
+  shape: readonly number[],
+  o: RandomOptions = {},
+): Tensor {
   return wrap(raw().randint(low, high, shape, ...opts(o, "int64")));
 }
 /** A random permutation of 0..n-1, int64 by default. */

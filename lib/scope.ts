@@ -1,7 +1,8 @@
 /**
  * Deterministic memory: scopes own the tensors created while they are current and free them when
  * they end, except the tensors the scope's function returns (moved to the enclosing scope) and
- * the ones explicitly kept. A `FinalizationRegistry` is only a safety net for handles nobody freed.
+ * the ones explicitly kept. A `FinalizationRegistry` is only a safety net, armed for tensors that
+ * no scope owns (a scope always frees what it owns, so scoped tensors skip its cost).
  */
 
 /** Anything a scope can own. */
@@ -10,6 +11,8 @@ export interface Owned {
   dispose(): void;
   /** The scope that owns it now, if any. */
   _scope: Scope | null;
+  /** Called when it leaves its scope without being disposed (it may arm a safety net). */
+  _orphaned?(): void;
 }
 
 let current: Scope | null = null;
@@ -42,13 +45,18 @@ export class Scope {
   /** @internal Forgets an object (it was disposed or kept). */
   release(o: Owned): void {
     this.#owned.delete(o);
-    if (o._scope === this) o._scope = null;
+    if (o._scope === this) {
+      o._scope = null;
+      o._orphaned?.();
+    }
   }
 
   /** Moves `o` to the enclosing scope (or to no scope: the caller then owns it). */
   promote(o: Owned): void {
-    this.release(o);
-    if (this.#parent) this.#parent.adopt(o);
+    if (!this.#parent) return this.release(o);
+    this.#owned.delete(o);
+    o._scope = null;
+    this.#parent.adopt(o);
   }
 
   /** Frees everything still owned and restores the enclosing scope. */

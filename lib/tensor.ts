@@ -57,14 +57,23 @@ const dimList = (d: Dims | undefined): number[] =>
 export class Tensor implements Owned {
   #h: Handle | null;
   #shape: number[] | null = null;
+  #netted = false;
   /** @internal The owning scope. */
   _scope: Scope | null = null;
 
   /** @internal Wraps a fresh handle; the new tensor joins the current scope. */
   constructor(handle: Handle) {
     this.#h = handle;
-    finalizer.register(this, handle, this);
-    currentScope()?.adopt(this);
+    const s = currentScope();
+    if (s) s.adopt(this);
+    else this._orphaned();
+  }
+
+  /** @internal Arms the finalizer safety net once no scope owns this tensor. */
+  _orphaned(): void {
+    if (this.#h === null || this.#netted) return;
+    finalizer.register(this, this.#h, this);
+    this.#netted = true;
   }
 
   /** @internal The native handle; throws if disposed. */
@@ -83,7 +92,7 @@ export class Tensor implements Owned {
     if (this.#h === null) return;
     const h = this.#h;
     this.#h = null;
-    finalizer.unregister(this);
+    if (this.#netted) finalizer.unregister(this);
     this._scope?.release(this);
     raw().free(h);
   }
@@ -597,16 +606,12 @@ export class Tensor implements Owned {
 
   sum(dims?: Dims, keepdim = false): Tensor {
     return wrap(
-      dims === undefined
-        ? raw().sum(this.ptr)
-        : raw().sum_dim(this.ptr, dimList(dims), keepdim),
+      dims === undefined ? raw().sum(this.ptr) : raw().sum_dim(this.ptr, dimList(dims), keepdim),
     );
   }
   mean(dims?: Dims, keepdim = false): Tensor {
     return wrap(
-      dims === undefined
-        ? raw().mean(this.ptr)
-        : raw().mean_dim(this.ptr, dimList(dims), keepdim),
+      dims === undefined ? raw().mean(this.ptr) : raw().mean_dim(this.ptr, dimList(dims), keepdim),
     );
   }
   prod(): Tensor {
@@ -747,7 +752,8 @@ export function tensor(
   shape?: readonly number[],
   options: TensorOptions = {},
 ): Tensor {
-  const dtype = options.dtype ?? (Array.isArray(data) ? "float32" : dtypeOfArray(data as AnyTypedArray));
+  const dtype = options.dtype ??
+    (Array.isArray(data) ? "float32" : dtypeOfArray(data as AnyTypedArray));
   let arr: AnyTypedArray;
   if (Array.isArray(data)) {
     const xs = data as number[];
@@ -787,7 +793,9 @@ export function fromBytes(bytes: Uint8Array, dtype: DType, shape: readonly numbe
   const n = shape.reduce((a, b) => a * b, 1);
   if (bytes.byteLength !== n * DTYPE_SIZE[dtype]) {
     throw new RangeError(
-      `fromBytes(): ${dtype}[${shape}] needs ${n * DTYPE_SIZE[dtype]} bytes, got ${bytes.byteLength}`,
+      `fromBytes(): ${dtype}[${shape}] needs ${
+        n * DTYPE_SIZE[dtype]
+      } bytes, got ${bytes.byteLength}`,
     );
   }
   return wrap(raw().from_blob(bytes, [...shape], DTYPE_CODES[dtype]));
@@ -824,7 +832,12 @@ export function arange(
     options,
   );
 }
-export function linspace(start: number, end: number, steps: number, options: TensorOptions = {}): Tensor {
+export function linspace(
+  start: number,
+  end: number,
+  steps: number,
+  options: TensorOptions = {},
+): Tensor {
   return finish(wrap(raw().linspace(start, end, steps, ...codes(options))), options);
 }
 export function eye(n: number, m = n, options: TensorOptions = {}): Tensor {

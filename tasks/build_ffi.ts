@@ -32,7 +32,12 @@ export interface LibTorch {
 async function run(cmd: string, args: string[], opts: { cwd?: string } = {}) {
   const out = await new Deno.Command(cmd, { args, cwd: opts.cwd, stdout: "piped", stderr: "piped" })
     .output()
-    .catch((e) => ({ success: false, stdout: new Uint8Array(), stderr: new TextEncoder().encode(String(e)), code: -1 }));
+    .catch((e) => ({
+      success: false,
+      stdout: new Uint8Array(),
+      stderr: new TextEncoder().encode(String(e)),
+      code: -1,
+    }));
   return {
     ok: out.success,
     stdout: new TextDecoder().decode(out.stdout),
@@ -58,7 +63,9 @@ function readVersion(root: string): string | null {
 
 function inspect(root: string, source: string): LibTorch | string {
   const lib = join(root, "lib");
-  if (!existsSync(join(lib, "libtorch_cpu.so"))) return `${source}: no lib/libtorch_cpu.so in ${root}`;
+  if (!existsSync(join(lib, "libtorch_cpu.so"))) {
+    return `${source}: no lib/libtorch_cpu.so in ${root}`;
+  }
   if (!existsSync(join(root, "include", "ATen", "ATen.h"))) {
     return `${source}: no include/ATen/ATen.h in ${root}`;
   }
@@ -139,7 +146,9 @@ export async function locateLibTorch(): Promise<LibTorch> {
 }
 
 function checkVersion(t: LibTorch): LibTorch {
-  if (!t.version.startsWith(PINNED_TORCH + ".") && Deno.env.get("SLIMCLR_ALLOW_TORCH_VERSION") !== "1") {
+  if (
+    !t.version.startsWith(PINNED_TORCH + ".") && Deno.env.get("SLIMCLR_ALLOW_TORCH_VERSION") !== "1"
+  ) {
     throw new Error(
       `LibTorch ${t.version} from ${t.source} (${t.root}) is not the tested ${PINNED_TORCH}.x. ` +
         `Point LIBTORCH at a ${PINNED_TORCH} build, or set SLIMCLR_ALLOW_TORCH_VERSION=1 to build anyway.`,
@@ -201,14 +210,18 @@ export async function buildShim(opts: { force?: boolean; quiet?: boolean } = {})
   hash.update(source).update(flags.join(" ")).update(t.version);
   const digest = hash.digest("hex");
   const stamp = join(buildDir, "libslimclr.stamp");
-  if (!opts.force && existsSync(out) && existsSync(stamp) && readFileSync(stamp, "utf8") === digest) {
+  if (
+    !opts.force && existsSync(out) && existsSync(stamp) && readFileSync(stamp, "utf8") === digest
+  ) {
     if (!opts.quiet) console.error(`slimclr: shim up to date (${out})`);
     return out;
   }
   await Deno.writeTextFile(join(genDir, "ops.cpp"), source);
   await Deno.writeTextFile(join(genDir, "slimclr.h"), header);
   if (!opts.quiet) {
-    console.error(`slimclr: building the shim against LibTorch ${t.version} (${t.source}: ${t.root})`);
+    console.error(
+      `slimclr: building the shim against LibTorch ${t.version} (${t.source}: ${t.root})`,
+    );
   }
   const tmp = `${out}.tmp`;
   const r = await run("g++", [join(genDir, "ops.cpp"), "-o", tmp, ...flags]);

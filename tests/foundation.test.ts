@@ -10,8 +10,8 @@ import {
   noGrad,
   ones,
   randn,
-  scope,
   Scope,
+  scope,
   SGD,
   tensor,
   TorchError,
@@ -54,7 +54,10 @@ Deno.test("bad shapes and dtypes raise TorchError carrying LibTorch's message", 
     const idx = tensor([0.5], [1]);
     assertThrowsTorch(() => a.indexSelect(0, idx));
     assert.throws(() => tensor([1, 2, 3], [2, 2]), /needs 4 elements, data has 3/);
-    assert.throws(() => tensor(new Float32Array(2), [2], { dtype: "float64" }), /cannot hold float64/);
+    assert.throws(
+      () => tensor(new Float32Array(2), [2], { dtype: "float64" }),
+      /cannot hold float64/,
+    );
   });
 });
 
@@ -209,9 +212,12 @@ Deno.test("live handles stay flat over 200 training steps of a small conv net", 
 
 Deno.test("a missing shim library is a clear error and the process survives", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", `import { ones } from "${new URL("../mod.ts", import.meta.url)}";
+    args: [
+      "eval",
+      `import { ones } from "${new URL("../mod.ts", import.meta.url)}";
       try { ones([1]); } catch (e) { console.log(e.name + ": " + e.message.split("\\n")[0]); }
-      console.log("still alive");`],
+      console.log("still alive");`,
+    ],
     env: { SLIMCLR_LIB: "/nonexistent/libslimclr.so" },
     stdout: "piped",
     stderr: "piped",
@@ -241,7 +247,10 @@ Deno.test("state dicts use PyTorch names and strict loading names every problem"
   const sd = new Map(net.stateDict());
   sd.delete("fc.bias");
   sd.set("extra.weight", net.stateDict().get("fc.weight")!);
-  assert.throws(() => other.loadStateDict(sd), /missing keys: fc\.bias; unexpected keys: extra\.weight/);
+  assert.throws(
+    () => other.loadStateDict(sd),
+    /missing keys: fc\.bias; unexpected keys: extra\.weight/,
+  );
   net.dispose();
   other.dispose();
 });

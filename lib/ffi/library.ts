@@ -30,7 +30,9 @@ type RetTS<R> = R extends "T" | "P" ? Handle
   : R extends "str" ? string
   : never;
 
-type ArgsTS<A> = { -readonly [I in keyof A]: A[I] extends `${infer K} ${string}` ? ArgTS<K> : never };
+type ArgsTS<A> = {
+  -readonly [I in keyof A]: A[I] extends `${infer K} ${string}` ? ArgTS<K> : never;
+};
 
 /** Typed wrappers over every op: `raw.add(a, b, 1)` calls `st_add`. */
 export type RawOps = {
@@ -104,13 +106,14 @@ const NULL_TERMINATED = new TextEncoder();
 const HANDLE_LIST_CAP = 4096;
 const listBuffer = new BigUint64Array(HANDLE_LIST_CAP);
 
-type Converter = (v: unknown, out: unknown[]) => void;
+/** Converts a JavaScript argument to the value the FFI call takes (lengths travel separately). */
+type Converter = (v: unknown) => unknown;
 
 // Each list-taking argument position owns its scratch buffer, so two list arguments of one call
 // never share memory.
 function i64ListConverter(): Converter {
   let scratch = new BigInt64Array(16);
-  return (v, out) => {
+  return (v) => {
     const xs = v as readonly number[];
     if (xs.length > scratch.length) scratch = new BigInt64Array(xs.length * 2);
     for (let i = 0; i < xs.length; i++) {
@@ -118,19 +121,21 @@ function i64ListConverter(): Converter {
       if (!Number.isInteger(x)) throw new TypeError(`expected integers, got ${x}`);
       scratch[i] = BigInt(x);
     }
-    out.push(scratch, xs.length);
+    return scratch;
   };
 }
 
 function handleListConverter(): Converter {
   let scratch = new BigUint64Array(16);
-  return (v, out) => {
+  return (v) => {
     const xs = v as readonly (Handle | null)[];
     if (xs.length > scratch.length) scratch = new BigUint64Array(xs.length * 2);
     for (let i = 0; i < xs.length; i++) scratch[i] = BigInt(Deno.UnsafePointer.value(xs[i]));
-    out.push(scratch, xs.length);
+    return scratch;
   };
 }
+
+const NONE_I64 = -(2n ** 63n);
 
 function converterFor(kind: ArgKind): Converter | null {
   switch (kind) {
@@ -139,16 +144,13 @@ function converterFor(kind: ArgKind): Converter | null {
     case "i64[]":
       return i64ListConverter();
     case "f64[]":
-      return (v, out) => {
-        const xs = v as readonly number[];
-        out.push(Float64Array.from(xs), xs.length);
-      };
+      return (v) => Float64Array.from(v as readonly number[]);
     case "i64?":
-      return (v, out) => out.push(v === undefined || v === null ? -(2n ** 63n) : v);
+      return (v) => (v === undefined || v === null ? NONE_I64 : v);
     case "f64?":
-      return (v, out) => out.push(v === undefined || v === null ? NaN : v);
+      return (v) => (v === undefined || v === null ? NaN : v);
     case "str":
-      return (v, out) => out.push(NULL_TERMINATED.encode(`${v}\0`));
+      return (v) => NULL_TERMINATED.encode(`${v}\0`);
     default:
       return null; // passed through unchanged
   }
@@ -168,58 +170,51 @@ function takeList(symbols: Record<string, CallableFunction>, n: number): (Handle
   return out;
 }
 
+const RESULT_CHECK: Record<RetKind, string> = {
+  "T": "if (r === null) throw err(); return r;",
+  "P": "if (r === null) throw err(); return r;",
+  "void": "if (r !== 0) throw err();",
+  "T[]": "if (r < 0) throw err(); return list(Number(r));",
+  "str": "if (r === null) throw err(); return cstr(r);",
+  "T?": "if (flag()) throw err(); return r;",
+  "i64": "if (flag()) throw err(); return typeof r === 'bigint' ? Number(r) : r;",
+  "f64": "if (flag()) throw err(); return r;",
+  "bool": "if (flag()) throw err(); return r;",
+  "i32": "if (flag()) throw err(); return r;",
+};
+
+/**
+ * Builds a fixed-arity wrapper for one op. The hot path of every tensor op goes through here, so
+ * the wrapper is compiled from source: no rest arguments, no spread, converters inlined.
+ */
 function makeWrapper(
   name: string,
   args: readonly string[],
   ret: RetKind,
   symbols: Record<string, CallableFunction>,
 ): (...a: unknown[]) => unknown {
-  const fn = symbols[SYMBOL_PREFIX + name];
   const converters = args.map((a) => converterFor(kindOf(a)));
-  const simple = converters.every((c) => c === null);
-  const errorFlag = symbols[SYMBOL_PREFIX + "error_flag"];
-  const call = simple
-    ? (a: unknown[]) => fn(...a)
-    : (a: unknown[]) => {
-      const out: unknown[] = [];
-      for (let i = 0; i < converters.length; i++) {
-        const c = converters[i];
-        if (c) c(a[i], out);
-        else out.push(a[i]);
-      }
-      return fn(...out);
-    };
-  switch (ret) {
-    case "T":
-    case "P":
-      return (...a) => {
-        const r = call(a);
-        if (r === null) throw lastError(symbols);
-        return r;
-      };
-    case "void":
-      return (...a) => {
-        if (call(a) !== 0) throw lastError(symbols);
-      };
-    case "T[]":
-      return (...a) => {
-        const n = Number(call(a));
-        if (n < 0) throw lastError(symbols);
-        return takeList(symbols, n);
-      };
-    case "str":
-      return (...a) => {
-        const r = call(a) as Deno.PointerValue;
-        if (r === null) throw lastError(symbols);
-        return Deno.UnsafePointerView.getCString(r);
-      };
-    default:
-      return (...a) => {
-        const r = call(a);
-        if (errorFlag()) throw lastError(symbols);
-        return typeof r === "bigint" ? Number(r) : r;
-      };
-  }
+  const params = args.map((_, i) => `a${i}`);
+  const callArgs = args.flatMap((a, i) => {
+    const kind = kindOf(a);
+    const value = converters[i] ? `c${i}(a${i})` : `a${i}`;
+    return FFI_PARAMS[kind].length === 2 ? [value, `a${i}.length`] : [value];
+  });
+  const source = `return function st_${name}(${params.join(", ")}) {
+    const r = fn(${callArgs.join(", ")});
+    ${RESULT_CHECK[ret]}
+  };`;
+  const env = {
+    fn: symbols[SYMBOL_PREFIX + name],
+    err: () => lastError(symbols),
+    flag: symbols[SYMBOL_PREFIX + "error_flag"],
+    list: (n: number) => takeList(symbols, n),
+    cstr: (p: Deno.PointerObject) => Deno.UnsafePointerView.getCString(p),
+    ...Object.fromEntries(converters.map((c, i) => [`c${i}`, c])),
+  };
+  // The source is built only from the op table's names and kinds, never from user input.
+  const factory = new Function(...Object.keys(env), source);
+  return factory(...Object.values(env));
 }
 
 let rawOps: RawOps | null = null;

@@ -37,9 +37,16 @@ export class Conv2d extends Module {
     const [kh, kw] = typeof kernelSize === "number" ? [kernelSize, kernelSize] : kernelSize;
     const groups = o.groups ?? 1;
     if (inChannels % groups || outChannels % groups) {
-      throw new RangeError(`Conv2d: channels ${inChannels}->${outChannels} not divisible by groups ${groups}`);
+      throw new RangeError(
+        `Conv2d: channels ${inChannels}->${outChannels} not divisible by groups ${groups}`,
+      );
     }
-    this.options = { stride: o.stride ?? 1, padding: o.padding ?? 0, dilation: o.dilation ?? 1, groups };
+    this.options = {
+      stride: o.stride ?? 1,
+      padding: o.padding ?? 0,
+      dilation: o.dilation ?? 1,
+      groups,
+    };
     const w = this.param("weight", empty([outChannels, inChannels / groups, kh, kw]));
     const b = this.param("bias", o.bias === false ? null : empty([outChannels]));
     defaultInit(w, b, (inChannels / groups) * kh * kw);
@@ -146,7 +153,11 @@ export class ReLU extends Module {
 
 /** 2-D max pooling. */
 export class MaxPool2d extends Module {
-  constructor(readonly kernelSize: Pair, readonly stride: Pair = kernelSize, readonly padding: Pair = 0) {
+  constructor(
+    readonly kernelSize: Pair,
+    readonly stride: Pair = kernelSize,
+    readonly padding: Pair = 0,
+  ) {
     super();
   }
   forward(x: Tensor): Tensor {

@@ -77,7 +77,11 @@ export abstract class Module {
 
   /** Replaces a registered parameter or buffer tensor, disposing the old one. */
   protected replaceTensor(name: string, t: Tensor): void {
-    const table = this.#params.has(name) ? this.#params : this.#buffers.has(name) ? this.#buffers : null;
+    const table = this.#params.has(name)
+      ? this.#params
+      : this.#buffers.has(name)
+      ? this.#buffers
+      : null;
     if (!table) throw new Error(`no parameter or buffer named '${name}'`);
     const old = table.get(name);
     keep(t);

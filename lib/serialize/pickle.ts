@@ -609,12 +609,19 @@ class Unpickler {
     const p = this.#need(n);
     return this.#b.subarray(p, p + n);
   }
-  #line(): string {
+  /** Reads up to the next newline; UTF-8 text, or Latin-1 when `latin1` (protocol-0 UNICODE). */
+  #line(latin1 = false): string {
     const start = this.#pos;
     const nl = this.#b.indexOf(0x0a, start);
     if (nl < 0) this.fail("truncated pickle (missing newline)");
     this.#pos = nl + 1;
-    return new TextDecoder().decode(this.#b.subarray(start, nl));
+    const raw = this.#b.subarray(start, nl);
+    if (!latin1) return new TextDecoder().decode(raw);
+    let s = "";
+    for (let i = 0; i < raw.length; i += 4096) {
+      s += String.fromCharCode(...raw.subarray(i, i + 4096));
+    }
+    return s;
   }
   #utf8(n: number): string {
     try {
@@ -804,7 +811,7 @@ class Unpickler {
           this.#push(this.#utf8(this.#u64()));
           break;
         case OP.UNICODE:
-          this.#push(rawUnicodeEscape(this.#line()));
+          this.#push(rawUnicodeEscape(this.#line(true)));
           break;
         case OP.BINSTRING: {
           const n = this.#i32();

@@ -30,7 +30,7 @@ export class OrderedDict<K = unknown, V = unknown> extends Map<K, V> {
    * Instance state set by pickle's BUILD (e.g. a `state_dict`'s `{_metadata: ...}`); written
    * back by the pickler when present.
    */
-  state?: unknown;
+  declare state?: unknown;
 }
 
 /** An inert reference to a Python global that is not in the allow-table. Never called. */
@@ -52,13 +52,13 @@ export class PyObject {
   /** Positional arguments of the call (REDUCE / NEWOBJ). */
   args: unknown[];
   /** Keyword arguments (NEWOBJ_EX), if any. */
-  kwargs?: unknown;
+  declare kwargs?: unknown;
   /** State passed to BUILD (`__setstate__` / `__dict__`), if any. */
-  state?: unknown;
+  declare state?: unknown;
   /** Items appended (list subclasses), if any. */
-  listItems?: unknown[];
+  declare listItems?: unknown[];
   /** Items set (dict subclasses), if any. */
-  dictItems?: Map<unknown, unknown>;
+  declare dictItems?: Map<unknown, unknown>;
   constructor(name: string, args: unknown[], kwargs?: unknown) {
     this.__global__ = name;
     this.args = args;
