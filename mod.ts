@@ -13,3 +13,4 @@ export * from "./lib/random.ts";
 export * from "./lib/device.ts";
 export * from "./lib/optim.ts";
 export * as nn from "./lib/nn/mod.ts";
+export * as models from "./lib/models/mod.ts";

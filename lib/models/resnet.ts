@@ -1,13 +1,15 @@
 /**
- * Dense ResNets with torchvision's module names (`conv1`, `bn1`, `layer1.0.conv1`,
- * `layer1.0.downsample.0`, `fc`), the ImageNet stem or the small-image stem, configurable input
- * channels and base width. Bottleneck blocks are v1.5 (stride on the 3×3 convolution).
+ * ResNets with torchvision's module names (`conv1`, `bn1`, `layer1.0.conv1`,
+ * `layer1.0.downsample.0`, `fc`): dense, or slimmable (spec §2.1) where every convolution is a
+ * `SlimmableConv2d` and every batch norm a `SwitchableBatchNorm2d` (`bn1.bn.{i}`). ImageNet stem
+ * (7×7/2 + max-pool) or small-image stem (3×3/1, no max-pool); bottleneck blocks are v1.5.
  */
 import { noGrad } from "../autograd.ts";
 import { scope } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import {
   AdaptiveAvgPool2d,
+  BatchNorm,
   BatchNorm2d,
   Conv2d,
   Linear,
@@ -15,6 +17,13 @@ import {
   Sequential,
 } from "../nn/layers.ts";
 import { Module } from "../nn/module.ts";
+import {
+  channelsAt,
+  SlimmableConv2d,
+  SlimmableLinear,
+  SwitchableBatchNorm2d,
+  WidthState,
+} from "../nn/slimmable.ts";
 
 /** Block type and blocks per stage of each depth. */
 export const RESNET_DEPTHS = {
@@ -28,20 +37,64 @@ export const RESNET_DEPTHS = {
 /** Architecture names. */
 export type ResNetArch = keyof typeof RESNET_DEPTHS;
 
-/** Options of a ResNet. */
-export interface ResNetOptions {
-  arch: ResNetArch;
-  /** "imagenet": 7×7/2 convolution and max-pool; "small": 3×3/1 convolution, no max-pool. */
-  stem?: "imagenet" | "small";
-  inChannels?: number;
-  baseWidth?: number;
-  /** Output classes; 0 leaves out the classifier (the network returns pooled features). */
-  numClasses?: number;
-  /** Explicit channel counts, for dense twins of slimmed networks: stem, then per stage. */
-  channels?: { stem: number; stages: number[][] };
-  /** Zero the last BN's γ in each residual block (as in the paper's initialisation). */
-  zeroInitResidual?: boolean;
+/** Channels of one layer: one count per width (a single entry for dense networks). */
+export type Channels = readonly number[];
+
+/** Makes the convolutions and batch norms of a network: dense or slimmable. */
+export interface LayerFactory {
+  conv(inC: Channels, outC: Channels, k: number, stride: number, padding: number): Module;
+  bn(c: Channels): Module;
 }
+
+/** Dense layers (uses the first entry of each channel list). */
+export const DENSE: LayerFactory = {
+  conv: (i, o, k, stride, padding) => new Conv2d(i[0], o[0], k, { stride, padding, bias: false }),
+  bn: (c) => new BatchNorm2d(c[0]),
+};
+
+/** Slimmable layers over a shared width state. */
+export function slimmableLayers(state: WidthState, overlap = true): LayerFactory {
+  return {
+    conv: (i, o, k, stride, padding) =>
+      new SlimmableConv2d(state, i, o, k, { stride, padding, overlap }),
+    bn: (c) => new SwitchableBatchNorm2d(state, c),
+  };
+}
+
+/** Channel plan of a ResNet: stem channels and [mid, out] of every block, per width. */
+export interface ChannelPlan {
+  stem: Channels;
+  blocks: { mid: Channels; out: Channels }[][];
+}
+
+/** The reference channel plan (spec §2.1) at each width: `int(c·w)`, bottleneck mid = out // 4. */
+export function channelPlan(
+  arch: ResNetArch,
+  widths: readonly number[] = [1],
+  baseWidth = 64,
+): ChannelPlan {
+  const { block, layers } = RESNET_DEPTHS[arch];
+  const at = (c: number) => widths.map((w) => channelsAt(c, w));
+  return {
+    stem: at(baseWidth),
+    blocks: layers.map((n, s) => {
+      const feats = baseWidth * 2 ** s;
+      const out = block === "basic" ? at(feats) : widths.map((w) => Math.trunc(feats * w * 4));
+      const mid = block === "basic" ? out : out.map((c) => Math.floor(c / 4));
+      return Array.from({ length: n }, () => ({ mid, out }));
+    }),
+  };
+}
+
+/** The plan of one width of a slimmable plan, as a dense plan. */
+export function planAtWidth(plan: ChannelPlan, index: number): ChannelPlan {
+  return {
+    stem: [plan.stem[index]],
+    blocks: plan.blocks.map((st) => st.map((b) => ({ mid: [b.mid[index]], out: [b.out[index]] }))),
+  };
+}
+
+const same = (a: Channels, b: Channels) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** Kaiming-normal (fan_out, ReLU) initialisation of a convolution weight, as torchvision does. */
 export function kaimingNormalFanOut(w: Tensor): void {
@@ -49,157 +102,103 @@ export function kaimingNormalFanOut(w: Tensor): void {
   noGrad(() => w.normal_(0, Math.sqrt(2 / (out * kh * kw))));
 }
 
-/** A two-convolution residual block. */
-export class BasicBlock extends Module {
-  static readonly expansion = 1;
-  readonly conv1: Conv2d;
-  readonly bn1: BatchNorm2d;
-  readonly conv2: Conv2d;
-  readonly bn2: BatchNorm2d;
+/** A residual block: basic (3×3, 3×3) or bottleneck v1.5 (1×1, 3×3 with the stride, 1×1). */
+export class ResidualBlock extends Module {
+  readonly convs: Module[] = [];
+  readonly bns: Module[] = [];
   readonly downsample: Sequential | null;
-  constructor(inC: number, mid: number, out: number, stride: number) {
+  constructor(
+    kind: "basic" | "bottleneck",
+    f: LayerFactory,
+    inC: Channels,
+    mid: Channels,
+    out: Channels,
+    stride: number,
+  ) {
     super();
-    this.conv1 = this.child("conv1", new Conv2d(inC, mid, 3, { stride, padding: 1, bias: false }));
-    this.bn1 = this.child("bn1", new BatchNorm2d(mid));
-    this.conv2 = this.child("conv2", new Conv2d(mid, out, 3, { padding: 1, bias: false }));
-    this.bn2 = this.child("bn2", new BatchNorm2d(out));
-    this.downsample = stride !== 1 || inC !== out
-      ? this.child(
-        "downsample",
-        new Sequential(new Conv2d(inC, out, 1, { stride, bias: false }), new BatchNorm2d(out)),
-      )
+    const specs: [Channels, Channels, number, number, number][] = kind === "basic"
+      ? [[inC, mid, 3, stride, 1], [mid, out, 3, 1, 1]]
+      : [[inC, mid, 1, 1, 0], [mid, mid, 3, stride, 1], [mid, out, 1, 1, 0]];
+    specs.forEach(([i, o, k, s, p], n) => {
+      this.convs.push(this.child(`conv${n + 1}`, f.conv(i, o, k, s, p)));
+      this.bns.push(this.child(`bn${n + 1}`, f.bn(o)));
+    });
+    this.downsample = stride !== 1 || !same(inC, out)
+      ? this.child("downsample", new Sequential(f.conv(inC, out, 1, stride, 0), f.bn(out)))
       : null;
   }
-  /** The BN whose γ is zeroed by `zeroInitResidual`. */
-  get lastBn(): BatchNorm2d {
-    return this.bn2;
+  /** The last batch norm, whose γ `zeroInitResidual` zeroes. */
+  get lastBn(): Module {
+    return this.bns[this.bns.length - 1];
   }
   forward(x: Tensor): Tensor {
     return scope(() => {
-      const h = this.bn1.forward(this.conv1.forward(x)).relu_();
-      const y = this.bn2.forward(this.conv2.forward(h));
+      let h = x;
+      const last = this.convs.length - 1;
+      for (let i = 0; i <= last; i++) {
+        h = this.bns[i].forward(this.convs[i].forward(h));
+        if (i < last) h.relu_();
+      }
       const identity = this.downsample ? this.downsample.forward(x) : x;
-      return y.add_(identity).relu_();
+      return h.add_(identity).relu_();
     });
   }
 }
 
-/** A 1×1–3×3–1×1 bottleneck block (v1.5: stride on the 3×3). */
-export class Bottleneck extends Module {
-  static readonly expansion = 4;
-  readonly conv1: Conv2d;
-  readonly bn1: BatchNorm2d;
-  readonly conv2: Conv2d;
-  readonly bn2: BatchNorm2d;
-  readonly conv3: Conv2d;
-  readonly bn3: BatchNorm2d;
-  readonly downsample: Sequential | null;
-  constructor(inC: number, mid: number, out: number, stride: number) {
-    super();
-    this.conv1 = this.child("conv1", new Conv2d(inC, mid, 1, { bias: false }));
-    this.bn1 = this.child("bn1", new BatchNorm2d(mid));
-    this.conv2 = this.child("conv2", new Conv2d(mid, mid, 3, { stride, padding: 1, bias: false }));
-    this.bn2 = this.child("bn2", new BatchNorm2d(mid));
-    this.conv3 = this.child("conv3", new Conv2d(mid, out, 1, { bias: false }));
-    this.bn3 = this.child("bn3", new BatchNorm2d(out));
-    this.downsample = stride !== 1 || inC !== out
-      ? this.child(
-        "downsample",
-        new Sequential(new Conv2d(inC, out, 1, { stride, bias: false }), new BatchNorm2d(out)),
-      )
-      : null;
-  }
-  get lastBn(): BatchNorm2d {
-    return this.bn3;
-  }
-  forward(x: Tensor): Tensor {
-    return scope(() => {
-      const h1 = this.bn1.forward(this.conv1.forward(x)).relu_();
-      const h2 = this.bn2.forward(this.conv2.forward(h1)).relu_();
-      const y = this.bn3.forward(this.conv3.forward(h2));
-      const identity = this.downsample ? this.downsample.forward(x) : x;
-      return y.add_(identity).relu_();
-    });
-  }
+/** Options shared by dense and slimmable ResNets. */
+export interface ResNetOptions {
+  arch: ResNetArch;
+  /** "imagenet": 7×7/2 convolution and max-pool; "small": 3×3/1 convolution, no max-pool. */
+  stem?: "imagenet" | "small";
+  inChannels?: number;
+  baseWidth?: number;
+  /** Output classes of a linear classifier; 0 leaves it out (the network returns features). */
+  numClasses?: number;
+  /** Explicit channel plan (dense twins of slimmed networks). */
+  plan?: ChannelPlan;
+  /** Zero the last BN's γ in each residual block. */
+  zeroInitResidual?: boolean;
 }
 
-/** The default channel plan: stem width, then [mid, out] per block per stage. */
-export function defaultChannels(
-  arch: ResNetArch,
-  baseWidth = 64,
-): { stem: number; stages: number[][] } {
-  const { block, layers } = RESNET_DEPTHS[arch];
-  const expansion = block === "basic" ? 1 : 4;
-  return {
-    stem: baseWidth,
-    stages: layers.map((n, i) => {
-      const mid = baseWidth * 2 ** i;
-      return Array.from({ length: n }, () => [mid, mid * expansion]).flat();
-    }),
-  };
-}
-
-/** A dense ResNet. */
-export class ResNet extends Module {
-  readonly conv1: Conv2d;
-  readonly bn1: BatchNorm2d;
+/** The convolutional trunk of a ResNet: stem, four stages, global pooling. */
+export abstract class ResNetTrunk extends Module {
+  readonly conv1: Module;
+  readonly bn1: Module;
   readonly maxpool: MaxPool2d | null;
   readonly stages: Sequential[];
-  readonly avgpool: AdaptiveAvgPool2d;
-  readonly fc: Linear | null;
-  /** Width of the pooled features. */
-  readonly featureDim: number;
+  readonly avgpool = new AdaptiveAvgPool2d(1);
+  readonly plan: ChannelPlan;
 
-  constructor(readonly opts: ResNetOptions) {
+  constructor(readonly options: ResNetOptions, f: LayerFactory, plan: ChannelPlan) {
     super();
-    const { block, layers } = RESNET_DEPTHS[opts.arch];
-    const Block = block === "basic" ? BasicBlock : Bottleneck;
-    const plan = opts.channels ?? defaultChannels(opts.arch, opts.baseWidth ?? 64);
-    const small = (opts.stem ?? "imagenet") === "small";
-    const inC = opts.inChannels ?? 3;
+    this.plan = plan;
+    const { block } = RESNET_DEPTHS[options.arch];
+    const small = (options.stem ?? "imagenet") === "small";
+    const inC = plan.stem.map(() => options.inChannels ?? 3);
     this.conv1 = this.child(
       "conv1",
-      small
-        ? new Conv2d(inC, plan.stem, 3, { stride: 1, padding: 1, bias: false })
-        : new Conv2d(inC, plan.stem, 7, { stride: 2, padding: 3, bias: false }),
+      small ? f.conv(inC, plan.stem, 3, 1, 1) : f.conv(inC, plan.stem, 7, 2, 3),
     );
-    this.bn1 = this.child("bn1", new BatchNorm2d(plan.stem));
+    this.bn1 = this.child("bn1", f.bn(plan.stem));
     this.maxpool = small ? null : new MaxPool2d(3, 2, 1);
-    let c = plan.stem;
-    this.stages = layers.map((n, si) => {
-      const blocks: Module[] = [];
-      for (let b = 0; b < n; b++) {
-        const [mid, out] = [plan.stages[si][2 * b], plan.stages[si][2 * b + 1]];
-        blocks.push(new Block(c, mid, out, b === 0 && si > 0 ? 2 : 1));
-        c = out;
-      }
-      return this.child(`layer${si + 1}`, new Sequential(...blocks));
-    });
-    this.avgpool = new AdaptiveAvgPool2d(1);
-    this.featureDim = c;
-    this.fc = opts.numClasses ? this.child("fc", new Linear(c, opts.numClasses)) : null;
-    this.initWeights(opts.zeroInitResidual ?? false);
-  }
-
-  #initLinear(l: Linear): void {
-    noGrad(() => {
-      l.weight.normal_(0, 0.01);
-      l.bias?.zero_();
+    let c: Channels = plan.stem;
+    this.stages = plan.blocks.map((blocks, si) => {
+      const mods = blocks.map((b, bi) => {
+        const m = new ResidualBlock(block, f, c, b.mid, b.out, bi === 0 && si > 0 ? 2 : 1);
+        c = b.out;
+        return m;
+      });
+      return this.child(`layer${si + 1}`, new Sequential(...mods));
     });
   }
 
-  /** torchvision's initialisation; optionally zero-γ residual BNs. */
-  initWeights(zeroInitResidual: boolean): void {
-    for (const [, m] of this.namedModules()) {
-      if (m instanceof Conv2d) kaimingNormalFanOut(m.weight);
-      if (m instanceof Linear) this.#initLinear(m);
-      if (zeroInitResidual && (m instanceof BasicBlock || m instanceof Bottleneck)) {
-        noGrad(() => m.lastBn.weight!.zero_());
-      }
-    }
+  /** Feature channels after pooling, per width. */
+  get featureChannels(): Channels {
+    const last = this.plan.blocks[this.plan.blocks.length - 1];
+    return last[last.length - 1].out;
   }
 
-  /** Pooled features (before the classifier). */
+  /** Pooled features (N, C). */
   features(x: Tensor): Tensor {
     return scope(() => {
       let h = this.bn1.forward(this.conv1.forward(x)).relu_();
@@ -209,8 +208,52 @@ export class ResNet extends Module {
     });
   }
 
+  /** The paper's initialisation: kaiming-normal convs, N(0, 0.01) linears, optional zero-γ. */
+  initWeights(zeroInitResidual: boolean): void {
+    noGrad(() => {
+      for (const [, m] of this.namedModules()) {
+        if (m instanceof Conv2d || m instanceof SlimmableConv2d) {
+          kaimingNormalFanOut(m.weight);
+          m.bias?.zero_();
+        }
+        if (m instanceof Linear || m instanceof SlimmableLinear) {
+          m.weight.normal_(0, 0.01);
+          m.bias?.zero_();
+        }
+        if (m instanceof BatchNorm) {
+          m.weight?.fill_(1);
+          m.bias?.zero_();
+        }
+      }
+      if (zeroInitResidual) {
+        for (const [, m] of this.namedModules()) {
+          if (!(m instanceof ResidualBlock)) continue;
+          for (const [, bn] of m.lastBn.namedModules()) {
+            if (bn instanceof BatchNorm) bn.weight?.zero_();
+          }
+        }
+      }
+    });
+  }
+}
+
+/** A dense ResNet. */
+export class ResNet extends ResNetTrunk {
+  readonly fc: Linear | null;
+  constructor(options: ResNetOptions) {
+    super(options, DENSE, options.plan ?? channelPlan(options.arch, [1], options.baseWidth ?? 64));
+    this.fc = options.numClasses
+      ? this.child("fc", new Linear(this.featureChannels[0], options.numClasses))
+      : null;
+    this.initWeights(options.zeroInitResidual ?? false);
+  }
   forward(x: Tensor): Tensor {
     if (!this.fc) return this.features(x);
     return scope(() => this.fc!.forward(this.features(x)));
   }
+}
+
+/** @internal Shared by the slimmable network classes. */
+export function widthStateFor(widths: readonly number[]): WidthState {
+  return new WidthState(widths);
 }

@@ -1,3 +1,4 @@
 /** Neural-network modules. */
 export * from "./module.ts";
 export * from "./layers.ts";
+export * from "./slimmable.ts";

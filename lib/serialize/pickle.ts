@@ -536,6 +536,8 @@ export interface UnpickleOptions {
 }
 
 const MAX_DEPTH = 2000;
+const UTF8 = new TextDecoder();
+const UTF8_STRICT = new TextDecoder("utf-8", { fatal: true });
 
 class Unpickler {
   readonly #b: Uint8Array;
@@ -616,7 +618,7 @@ class Unpickler {
     if (nl < 0) this.fail("truncated pickle (missing newline)");
     this.#pos = nl + 1;
     const raw = this.#b.subarray(start, nl);
-    if (!latin1) return new TextDecoder().decode(raw);
+    if (!latin1) return UTF8.decode(raw);
     let s = "";
     for (let i = 0; i < raw.length; i += 4096) {
       s += String.fromCharCode(...raw.subarray(i, i + 4096));
@@ -625,7 +627,7 @@ class Unpickler {
   }
   #utf8(n: number): string {
     try {
-      return new TextDecoder("utf-8", { fatal: true }).decode(this.#bytes(n));
+      return UTF8_STRICT.decode(this.#bytes(n));
     } catch (err) {
       if (err instanceof SerializationError) throw err;
       this.fail("invalid UTF-8 in string");
@@ -634,7 +636,7 @@ class Unpickler {
   /** Python 2 `str` payloads: decoded as UTF-8 when valid, else Latin-1 (like `encoding=`). */
   #py2str(raw: Uint8Array): string {
     try {
-      return new TextDecoder("utf-8", { fatal: true }).decode(raw);
+      return UTF8_STRICT.decode(raw);
     } catch {
       let s = "";
       for (const c of raw) s += String.fromCharCode(c);
@@ -1081,12 +1083,18 @@ class Unpickler {
 }
 
 function decodeLong(bytes: Uint8Array): number | bigint {
-  if (bytes.length === 0) return 0;
-  let v = 0n;
-  for (let i = bytes.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(bytes[i]);
-  if (bytes[bytes.length - 1] & 0x80) v -= 1n << BigInt(bytes.length * 8);
-  return Number.isSafeInteger(Number(v)) && BigInt(Number(v)) === v ? Number(v) : v;
+  const n = bytes.length;
+  if (n === 0) return 0;
+  // little-endian two's complement; via hex so that long inputs stay linear-time
+  let hex = "";
+  for (let i = n - 1; i >= 0; i--) hex += HEX[bytes[i]];
+  let v = BigInt(`0x${hex}`);
+  if (bytes[n - 1] & 0x80) v -= 1n << BigInt(n * 8);
+  const asNum = Number(v);
+  return Number.isSafeInteger(asNum) ? asNum : v;
 }
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
 function parseIntText(s: string, u: Unpickler): number | bigint {
   if (!/^[+-]?\d+$/.test(s)) u.fail(`bad integer literal '${s}'`);

@@ -18,7 +18,7 @@ import {
   type RawTensor,
   SerializationError,
 } from "./raw.ts";
-import { crc32, writeZip, ZIP_STORED, type ZipEntry, ZipReader } from "./zip.ts";
+import { crc32, writeZip, type ZipEntry, ZipReader } from "./zip.ts";
 
 /** Options for reading torch files. */
 export interface ReadTorchOptions {
@@ -55,7 +55,8 @@ interface Layout {
   zip: ZipReader;
   prefix: string;
   pkl: ZipEntry;
-  bigEndian: boolean;
+  byteorder?: ZipEntry;
+  version?: ZipEntry;
   storages: ZipEntry[];
 }
 
@@ -82,22 +83,25 @@ function layout(bytes: Uint8Array): Layout {
     prefix = alt.name.slice(0, alt.name.indexOf("/"));
   }
   const pkl = zip.get(`${prefix}/data.pkl`)!;
-  let bigEndian = false;
-  const bo = zip.get(`${prefix}/byteorder`);
-  if (bo) {
-    if (bo.method !== ZIP_STORED) fail("compressed 'byteorder' record is not supported");
-    const text = new TextDecoder().decode(zip.readSync(bo, { verifyCrc: false })).trim();
-    if (text === "big") bigEndian = true;
-    else if (text !== "little") fail(`unknown byteorder '${text}'`);
-  }
-  const vrec = zip.get(`${prefix}/.data/version`) ?? zip.get(`${prefix}/version`);
-  if (vrec && vrec.method === ZIP_STORED) {
-    const text = new TextDecoder().decode(zip.readSync(vrec, { verifyCrc: false })).trim();
-    if (!/^\d+$/.test(text)) fail(`bad version record '${text}'`);
-  }
+  const byteorder = zip.get(`${prefix}/byteorder`);
+  const version = zip.get(`${prefix}/.data/version`) ?? zip.get(`${prefix}/version`);
   const dataPrefix = `${prefix}/data/`;
   const storages = zip.entries.filter((e) => e.name.startsWith(dataPrefix));
-  return { zip, prefix, pkl, bigEndian, storages };
+  return { zip, prefix, pkl, byteorder, version, storages };
+}
+
+/** Checks the `byteorder` and `version` records; returns true for big-endian archives. */
+function checkMeta(byteorder?: Uint8Array, version?: Uint8Array): boolean {
+  if (version) {
+    const text = new TextDecoder().decode(version).trim();
+    if (!/^\d+$/.test(text)) fail(`bad version record '${text}'`);
+  }
+  // archives from before the byteorder record were written on little-endian hosts
+  if (!byteorder) return false;
+  const text = new TextDecoder().decode(byteorder).trim();
+  if (text === "big") return true;
+  if (text !== "little") fail(`unknown byteorder '${text}'`);
+  return false;
 }
 
 function crcOpt(e: ZipEntry, opts: ReadTorchOptions): { verifyCrc: boolean } {
@@ -106,6 +110,7 @@ function crcOpt(e: ZipEntry, opts: ReadTorchOptions): { verifyCrc: boolean } {
 
 function decode(
   l: Layout,
+  bigEndian: boolean,
   pkl: Uint8Array,
   records: Map<string, Uint8Array>,
   opts: ReadTorchOptions,
@@ -137,7 +142,7 @@ function decode(
         data = bytes.subarray(0, nbytes);
       }
     }
-    const s = new TorchStorage(key, type, String(location), data, l.bigEndian);
+    const s = new TorchStorage(key, type, String(location), data, bigEndian);
     loaded.set(key, s);
     return s;
   };
@@ -155,9 +160,11 @@ function storageKey(l: Layout, e: ZipEntry): string {
  */
 export function readTorchFileSync(bytes: Uint8Array, opts: ReadTorchOptions = {}): unknown {
   const l = layout(bytes);
+  const read = (e: ZipEntry) => l.zip.readSync(e, crcOpt(e, opts));
+  const bigEndian = checkMeta(l.byteorder && read(l.byteorder), l.version && read(l.version));
   const records = new Map<string, Uint8Array>();
-  for (const e of l.storages) records.set(storageKey(l, e), l.zip.readSync(e, crcOpt(e, opts)));
-  return decode(l, l.zip.readSync(l.pkl, crcOpt(l.pkl, opts)), records, opts);
+  for (const e of l.storages) records.set(storageKey(l, e), read(e));
+  return decode(l, bigEndian, read(l.pkl), records, opts);
 }
 
 /**
@@ -169,9 +176,14 @@ export async function readTorchFile(
   opts: ReadTorchOptions = {},
 ): Promise<unknown> {
   const l = layout(bytes);
+  const read = (e: ZipEntry) => l.zip.read(e, crcOpt(e, opts));
+  const bigEndian = checkMeta(
+    l.byteorder && await read(l.byteorder),
+    l.version && await read(l.version),
+  );
   const records = new Map<string, Uint8Array>();
-  for (const e of l.storages) records.set(storageKey(l, e), await l.zip.read(e, crcOpt(e, opts)));
-  return decode(l, await l.zip.read(l.pkl, crcOpt(l.pkl, opts)), records, opts);
+  for (const e of l.storages) records.set(storageKey(l, e), await read(e));
+  return decode(l, bigEndian, await read(l.pkl), records, opts);
 }
 
 function hashCombine(seed: bigint, value: bigint): bigint {

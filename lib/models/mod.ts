@@ -1,0 +1,3 @@
+/** Networks: dense and slimmable ResNets. */
+export * from "./resnet.ts";
+export * from "./slimmable_resnet.ts";
