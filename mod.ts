@@ -14,3 +14,4 @@ export * from "./lib/device.ts";
 export * from "./lib/optim.ts";
 export * as nn from "./lib/nn/mod.ts";
 export * as models from "./lib/models/mod.ts";
+export * as serialize from "./lib/serialize/mod.ts";

@@ -151,6 +151,7 @@ export function generateSource(ops: Record<string, OpSpec> = OPS): string {
     '#include "runtime.hpp"',
     '#include "optim.hpp"',
     '#include "cuda.hpp"',
+    '#include "data.hpp"',
     "#include <torch/version.h>",
     "",
     '#define SLIMCLR_API __attribute__((visibility("default")))',

@@ -16,6 +16,8 @@
  * pointers `void*`, generators `std::optional<at::Generator>` via `gen_opt`.
  */
 
+import { DATA_OPS } from "./ops_data.ts";
+
 /** Kinds an argument may have. */
 export type ArgKind =
   | "T"
@@ -49,7 +51,8 @@ export interface OpSpec {
   readonly raw?: boolean;
 }
 
-function op<const A extends readonly `${ArgKind} ${string}`[], const R extends RetKind>(
+/** Declares one op (exported for the table fragments in `ffi/ops_*.ts`). */
+export function op<const A extends readonly `${ArgKind} ${string}`[], const R extends RetKind>(
   args: A,
   ret: R,
   body: string,
@@ -66,8 +69,8 @@ const inPlace = (fn: string) => op(["T a", "T b"], "void", `const_cast<at::Tenso
 const inPlaceScalar = (fn: string) =>
   op(["T a", "S b"], "void", `const_cast<at::Tensor&>(a).${fn}(b);`);
 
-/** The C API, in generation order. Every entry becomes the C symbol `st_<name>`. */
-export const OPS = {
+/** The tensor and training part of the C API. */
+const CORE_OPS = {
   // ---- runtime: errors, handles, lists, strings ----
   last_error: op([], "P", "(void*)slimclr::g_error.c_str()", true),
   error_flag: op([], "bool", "slimclr::g_has_error", true),
@@ -590,6 +593,9 @@ export const OPS = {
   ),
   ema_update: op(["T[] k", "T[] q", "f64 m"], "void", "ema_update(k, q, m);"),
 } as const;
+
+/** The C API, in generation order. Every entry becomes the C symbol `st_<name>`. */
+export const OPS = { ...CORE_OPS, ...DATA_OPS } as const;
 
 /** The op table's type, used to derive typed wrappers. */
 export type Ops = typeof OPS;

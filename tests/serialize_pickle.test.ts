@@ -122,7 +122,16 @@ Deno.test("pickle: writer round trip through the reader", () => {
   const b = unpickle(pickle(value)) as Record<string, unknown>;
   assert.deepEqual(b.ints, value.ints);
   assert.equal(b.safeMax, Number.MAX_SAFE_INTEGER);
-  assert.deepEqual(b.bigs, [2n ** 64n, -(2n ** 64n), 2n ** 63n - 1n, -(2n ** 63n), 127, 128, -128, -129]);
+  assert.deepEqual(b.bigs, [
+    2n ** 64n,
+    -(2n ** 64n),
+    2n ** 63n - 1n,
+    -(2n ** 63n),
+    127,
+    128,
+    -128,
+    -129,
+  ]);
   assert.deepEqual(b.floats, value.floats);
   assert.ok(Object.is((b.floats as number[])[5], -0));
   assert.equal(b.forced, 3);

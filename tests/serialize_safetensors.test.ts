@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import {
   bytesOf,
-  DTYPE_NAMES,
   DTYPE_ITEMSIZE,
+  DTYPE_NAMES,
   type DTypeName,
   loadSafetensors,
   type RawTensor,
@@ -28,7 +28,7 @@ function pattern(dtype: DTypeName, shape: number[], seed: number): RawTensor {
   const n = shape.reduce((a, b) => a * b, 1) * DTYPE_ITEMSIZE[dtype];
   const data = new Uint8Array(n);
   for (let i = 0; i < n; i++) data[i] = (i * 31 + seed * 7) & 0xff;
-  if (dtype === "bool") for (let i = 0; i < n; i++) data[i] &= 1;
+  if (dtype === "bool") { for (let i = 0; i < n; i++) data[i] &= 1; }
   return { dtype, shape, data };
 }
 

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { crc32, SerializationError, writeZip, ZIP_DEFLATE, ZipReader } from "../lib/serialize/mod.ts";
+import {
+  crc32,
+  SerializationError,
+  writeZip,
+  ZIP_DEFLATE,
+  ZipReader,
+} from "../lib/serialize/mod.ts";
 
 const FIX = new URL("./fixtures/serialize/", import.meta.url);
 const enc = new TextEncoder();

@@ -12,3 +12,4 @@ export * from "./zip.ts";
 export * from "./pickle.ts";
 export * from "./torch_file.ts";
 export { atomicWriteFile } from "./fs.ts";
+export * from "./tensors.ts";

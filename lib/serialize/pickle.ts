@@ -168,8 +168,9 @@ const SAFE: ReadonlyMap<string, SafeCallable> = new Map(
     new SafeCallable("collections.OrderedDict", (args, _kw, u) => {
       const d = new OrderedDict();
       const init = args[0];
-      if (init instanceof Map) { for (const [k, v] of init) d.set(k, v); }
-      else if (Array.isArray(init)) {
+      if (init instanceof Map) {
+        for (const [k, v] of init) d.set(k, v);
+      } else if (Array.isArray(init)) {
         for (const kv of init) {
           if (Array.isArray(kv) && kv.length === 2) d.set(kv[0], kv[1]);
           else u.fail("OrderedDict() items must be (key, value) pairs");
@@ -180,8 +181,9 @@ const SAFE: ReadonlyMap<string, SafeCallable> = new Map(
     new SafeCallable("builtins.dict", (args, _kw, u) => {
       const d = u.newDict();
       const init = args[0];
-      if (init instanceof Map) { for (const [k, v] of init) d.set(k, v); }
-      else if (Array.isArray(init)) {
+      if (init instanceof Map) {
+        for (const [k, v] of init) d.set(k, v);
+      } else if (Array.isArray(init)) {
         for (const kv of init) if (Array.isArray(kv) && kv.length === 2) d.set(kv[0], kv[1]);
       }
       return d;

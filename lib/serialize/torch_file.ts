@@ -61,12 +61,12 @@ interface Layout {
 }
 
 function layout(bytes: Uint8Array): Layout {
-  if (!ZipReader.isZip(bytes)) {
-    if (looksLegacy(bytes)) {
-      fail("legacy format not supported, re-save with torch>=1.6 (default zip serialization)");
-    }
-    fail("not a torch.save zip archive");
+  const localHeader = bytes.byteLength >= 4 && bytes[0] === 0x50 && bytes[1] === 0x4b &&
+    bytes[2] === 0x03 && bytes[3] === 0x04;
+  if (!localHeader && looksLegacy(bytes)) {
+    fail("legacy format not supported, re-save with torch>=1.6 (default zip serialization)");
   }
+  if (!localHeader && !ZipReader.isZip(bytes)) fail("not a torch.save zip archive");
   const zip = new ZipReader(bytes);
   if (zip.entries.length === 0) fail("archive is empty");
   // torch takes the archive folder from the first record's path
