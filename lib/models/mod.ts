@@ -1,3 +1,4 @@
 /** Networks: dense and slimmable ResNets. */
 export * from "./resnet.ts";
 export * from "./slimmable_resnet.ts";
+export * from "./official.ts";
