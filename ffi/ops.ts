@@ -77,6 +77,8 @@ const CORE_OPS = {
   free: op(["P h"], "void", "release(static_cast<at::Tensor*>(h));"),
   live_handles: op([], "i64", "g_live_handles.load()"),
   live_bytes: op([], "i64", "g_live_bytes.load()"),
+  thread_live_handles: op([], "i64", "t_live_handles"),
+  thread_live_bytes: op([], "i64", "t_live_bytes"),
   take_list: op(
     ["buf out", "i64 cap"],
     "i64",

@@ -40,8 +40,12 @@ inline void set_error(const char* what) {
 inline void clear_error() { g_has_error = false; }
 
 // ---- live handle accounting ----
+// Process-wide counts, plus per-thread counts (handles created minus freed on this thread) so that
+// Deno workers sharing the process (e.g. `deno test --parallel`) can each check their own leaks.
 inline std::atomic<int64_t> g_live_handles{0};
 inline std::atomic<int64_t> g_live_bytes{0};
+inline thread_local int64_t t_live_handles = 0;
+inline thread_local int64_t t_live_bytes = 0;
 
 struct Handle {
   Tensor tensor;
@@ -60,6 +64,8 @@ inline TensorHandle wrap(Tensor t) {
   h->bytes = tensor_bytes(h->tensor);
   g_live_handles.fetch_add(1, std::memory_order_relaxed);
   g_live_bytes.fetch_add(h->bytes, std::memory_order_relaxed);
+  t_live_handles += 1;
+  t_live_bytes += h->bytes;
   return &h->tensor;
 }
 inline TensorHandle wrap_optional(Tensor t) { return t.defined() ? wrap(std::move(t)) : nullptr; }
@@ -68,6 +74,8 @@ inline void release(TensorHandle p) {
   auto* h = reinterpret_cast<Handle*>(p);
   g_live_handles.fetch_sub(1, std::memory_order_relaxed);
   g_live_bytes.fetch_sub(h->bytes, std::memory_order_relaxed);
+  t_live_handles -= 1;
+  t_live_bytes -= h->bytes;
   delete h;
 }
 

@@ -70,7 +70,7 @@ export abstract class Optimizer<H extends object> {
     for (const g of this.groups) (g as { lr?: number }).lr = lr;
   }
 
-  /** The state in torch.optim's layout; tensors are copies owned by the caller. */
+  /** The state in torch.optim's layout; tensors are detached copies owned by the caller. */
   stateDict(): OptimizerStateDict {
     const state: Record<number, Record<string, Tensor>> = {};
     const paramGroups: Record<string, unknown>[] = [];

@@ -877,9 +877,21 @@ export function addmm(a: Tensor, m1: Tensor, m2: Tensor, beta = 1, alpha = 1): T
   return wrap(raw().addmm(a.ptr, m1.ptr, m2.ptr, beta, alpha));
 }
 
-/** Live native tensor handles and the bytes they reference (views count their own extent). */
-export function liveHandles(): { handles: number; bytes: number } {
-  return { handles: raw().live_handles(), bytes: raw().live_bytes() };
+/**
+ * Live native tensor handles and the bytes they reference (views count their own extent), as
+ * created minus freed on the calling thread: each Deno worker sees its own tensors. `process`
+ * gives the whole process's counts.
+ */
+export function liveHandles(): {
+  handles: number;
+  bytes: number;
+  process: { handles: number; bytes: number };
+} {
+  return {
+    handles: raw().thread_live_handles(),
+    bytes: raw().thread_live_bytes(),
+    process: { handles: raw().live_handles(), bytes: raw().live_bytes() },
+  };
 }
 
 /** The LibTorch version the shim was built against. */

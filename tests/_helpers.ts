@@ -3,7 +3,8 @@
  * messages, and a leak check around a scoped test body.
  */
 import assert from "node:assert/strict";
-import { type DType, liveHandles, scope, type Tensor, tensor } from "../mod.ts";
+import { OPS } from "../ffi/ops.ts";
+import { type DType, liveHandles, raw, scope, type Tensor, tensor } from "../mod.ts";
 
 /** A tensor as the fixture scripts write it: shape, dtype and flat row-major values. */
 export interface TensorJSON {
@@ -17,6 +18,16 @@ export interface Expected {
   shape: readonly number[];
   dtype?: string;
   data: ArrayLike<number>;
+}
+
+/**
+ * Reads a JSON fixture. The generated fixtures are compact JSON behind a leading
+ * `// deno-fmt-ignore-file` line (so that `deno fmt` leaves them alone); leading `//` comment
+ * lines are skipped.
+ */
+export function readFixture<T>(url: URL): T {
+  const text = Deno.readTextFileSync(url).replace(/^(\s*\/\/[^\n]*\n)+/, "");
+  return JSON.parse(text) as T;
 }
 
 /** Builds a tensor from its fixture form (float32 unless the fixture names a dtype). */
@@ -114,16 +125,73 @@ export function assertTensorEqual(actual: Tensor, expected: Tensor, what = "tens
   );
 }
 
+// ---- leak checks ----
+//
+// `liveHandles()` counts every handle of the process, and `deno test --parallel` (the `test`
+// task) runs test modules as workers of one process, so a before/after comparison of it is
+// disturbed by whatever the other modules allocate meanwhile. The check below therefore counts
+// the handles of this worker itself, by wrapping the raw ops that return or free handles; it
+// falls back to the process-wide count if the raw op table cannot be wrapped.
+
+let workerLive = 0;
+let counting: boolean | null = null;
+
+function installCounter(): boolean {
+  if (counting !== null) return counting;
+  try {
+    const r = raw() as unknown as Record<string, (...a: unknown[]) => unknown>;
+    for (const [name, spec] of Object.entries(OPS)) {
+      const f = r[name];
+      if (typeof f !== "function") throw new Error(`raw op '${name}' is missing`);
+      if (name === "free") {
+        r[name] = (h: unknown) => {
+          const out = f(h);
+          if (h) workerLive--;
+          return out;
+        };
+      } else if (spec.ret === "T" || spec.ret === "T?") {
+        r[name] = (...a: unknown[]) => {
+          const h = f(...a);
+          if (h) workerLive++;
+          return h;
+        };
+      } else if (spec.ret === "T[]") {
+        r[name] = (...a: unknown[]) => {
+          const hs = f(...a) as unknown[];
+          for (const h of hs) if (h) workerLive++;
+          return hs;
+        };
+      }
+    }
+    counting = true;
+  } catch {
+    counting = false;
+  }
+  return counting;
+}
+
+/** Live tensor handles created (and not yet freed) by this worker since the count started. */
+export function workerHandles(): number {
+  return installCounter() ? workerLive : liveHandles().handles;
+}
+
 /**
  * Runs `fn` inside `scope()` and asserts that the number of live native handles is the same
- * afterwards (nothing leaked, nothing double-freed). The count is process-wide, so the check is
- * only meaningful while no other test module allocates tensors concurrently.
+ * afterwards: nothing leaked, nothing freed twice. Handles are counted per worker (see above),
+ * so the check holds under `deno test --parallel` too; run alone, it agrees with
+ * `liveHandles().handles`, which is checked as well when no other worker allocated meanwhile.
  */
 export function leakFree(fn: () => void): void {
-  const before = liveHandles().handles;
+  installCounter();
+  const before = workerHandles();
+  const globalBefore = liveHandles().handles;
   scope(fn);
-  const after = liveHandles().handles;
+  const after = workerHandles();
   if (after !== before) {
-    assert.fail(`live tensor handles went from ${before} to ${after}`);
+    assert.fail(`live tensor handles of this worker went from ${before} to ${after}`);
+  }
+  const globalAfter = liveHandles().handles;
+  if (!counting && globalAfter !== globalBefore) {
+    assert.fail(`live tensor handles went from ${globalBefore} to ${globalAfter}`);
   }
 }

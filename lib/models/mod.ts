@@ -2,3 +2,4 @@
 export * from "./resnet.ts";
 export * from "./slimmable_resnet.ts";
 export * from "./official.ts";
+export * from "./model_file.ts";

@@ -1,13 +1,15 @@
 /**
  * Model profiling (spec §5.9) from layer shapes only: the parameters and multiply-accumulates of
- * each width of a slimmable ResNet (or of a dense ResNet), without allocating a tensor or running
- * a forward.
+ * each width of a slimmable ResNet (or of a dense ResNet, or a plain `Sequential` of layers),
+ * without allocating a tensor or running a forward. Spatial sizes are followed through the
+ * network with PyTorch's output-size formula (floor, no ceil mode).
  *
  * What is counted, as the slimmable-networks profiler the reference ships (`model_profiling.py`)
  * counts it, for one image (batch 1):
  * - convolution: `Cout · (Cin / groups) · kh · kw · Hout · Wout` MACs;
  * - linear: `in · out` MACs;
- * - global average pooling: `C · H · W` MACs (one accumulate per input element);
+ * - adaptive average pooling: `C · H · W` MACs of its input (one accumulate per element; the
+ *   reference profiler's formula, 2048·7·7 = 100,352 MACs at width 1 of a 224 px ResNet-50);
  * - batch norm, ReLU, max pooling and the residual addition: 0 MACs; biases add no MACs.
  *
  * Parameters are those of the width's sub-network as `exportDense` builds it: sliced convolution
@@ -16,15 +18,26 @@
  * SSL projector heads are left out unless `includeProjector` is set (then their parameters and
  * MACs are both counted).
  */
-import { BatchNorm, Conv2d, Linear, MaxPool2d } from "../nn/layers.ts";
+import {
+  AdaptiveAvgPool2d,
+  BatchNorm,
+  Conv2d,
+  Flatten,
+  Identity,
+  Linear,
+  MaxPool2d,
+  ReLU,
+  Sequential,
+} from "../nn/layers.ts";
 import type { Module } from "../nn/module.ts";
 import {
   SlimmableConv2d,
   SlimmableLinear,
   SwitchableBatchNorm,
   SwitchableLinear,
+  WidthState,
 } from "../nn/slimmable.ts";
-import { ResidualBlock, type ResNetTrunk } from "./resnet.ts";
+import { ResidualBlock, ResNetTrunk } from "./resnet.ts";
 import { SlimmableResNet } from "./slimmable_resnet.ts";
 
 /** Parameters and multiply-accumulates of one width. */
@@ -90,53 +103,109 @@ function windowOut(
   return out;
 }
 
+/** Output size of a convolution. */
 function convOut(m: Module, size: Size, what: string): Size {
   const g = convGeometry(m);
   return windowOut(size, g.k, g.s, g.p, g.d, what);
 }
 
-/** Input spatial size of every convolution of a ResNet trunk, and the size before pooling. */
-function traceSpatial(net: ResNetTrunk, input: Size): { convIn: Map<Module, Size>; last: Size } {
-  const convIn = new Map<Module, Size>();
-  let s = input;
-  convIn.set(net.conv1, s);
-  s = convOut(net.conv1, s, "conv1");
-  if (net.maxpool) {
-    const mp: MaxPool2d = net.maxpool;
-    s = windowOut(s, pair(mp.kernelSize), pair(mp.stride), pair(mp.padding), [1, 1], "maxpool");
+/** Where each convolution and average pool sits: input spatial sizes from a shape-only walk. */
+interface Trace {
+  /** Input height and width of every convolution on the forward path. */
+  convIn: Map<Module, Size>;
+  /** Average pools: input height and width, and the convolution whose channels they pool. */
+  pools: { size: Size; source: Module }[];
+}
+
+/**
+ * Follows the spatial size through `m` as its forward would, for the layers this library builds
+ * networks from: ResNet trunks, residual blocks, `Sequential`, convolutions, pools, batch norms,
+ * activations, `Flatten` and linears. Returns the size after `m` (null once flattened).
+ */
+function trace(m: Module, s: Size | null, t: Trace, path: string, last: { conv: Module | null }) {
+  const at = (n: string) => (path ? `${path}.${n}` : n);
+  const need = (what: string): Size => {
+    if (!s) {
+      throw new TypeError(`profile: ${what} '${path}' comes after the features were flattened`);
+    }
+    return s;
+  };
+  if (m instanceof ResNetTrunk) {
+    s = trace(m.conv1, s, t, at("conv1"), last);
+    if (m.maxpool) s = trace(m.maxpool, s, t, at("maxpool"), last);
+    m.stages.forEach((stage, i) => (s = trace(stage, s, t, at(`layer${i + 1}`), last)));
+    s = trace(m.avgpool, s, t, at("avgpool"), last);
+    return null;
   }
-  net.stages.forEach((stage, si) => {
-    stage.layers.forEach((block, bi) => {
-      if (!(block instanceof ResidualBlock)) {
-        throw new TypeError(`profile: layer${si + 1}.${bi} is not a residual block`);
-      }
-      const where = `layer${si + 1}.${bi}`;
-      let h = s;
-      block.convs.forEach((c, ci) => {
-        convIn.set(c, h);
-        h = convOut(c, h, `${where}.conv${ci + 1}`);
-      });
-      if (block.downsample) {
-        const d = block.downsample.layers[0];
-        convIn.set(d, s);
-        convOut(d, s, `${where}.downsample.0`);
-      }
-      s = h;
-    });
-  });
-  return { convIn, last: s };
+  if (m instanceof ResidualBlock) {
+    const input = need("residual block");
+    let h: Size | null = input;
+    m.convs.forEach((c, i) => (h = trace(c, h, t, at(`conv${i + 1}`), last)));
+    const conv = last.conv;
+    if (m.downsample) trace(m.downsample, input, t, at("downsample"), last);
+    last.conv = conv;
+    return h;
+  }
+  if (m instanceof Sequential) {
+    m.layers.forEach((l, i) => (s = trace(l, s, t, at(String(i)), last)));
+    return s;
+  }
+  if (m instanceof SlimmableConv2d || m instanceof Conv2d) {
+    const input = need("convolution");
+    t.convIn.set(m, input);
+    last.conv = m;
+    return convOut(m, input, path);
+  }
+  if (m instanceof MaxPool2d) {
+    return windowOut(need("max pool"), pair(m.kernelSize), pair(m.stride), pair(m.padding), [
+      1,
+      1,
+    ], path);
+  }
+  if (m instanceof AdaptiveAvgPool2d) {
+    const input = need("average pool");
+    if (!last.conv) {
+      throw new TypeError(`profile: average pool '${path}' has no convolution before it`);
+    }
+    t.pools.push({ size: input, source: last.conv });
+    return pair(m.outputSize);
+  }
+  if (m instanceof Flatten) return null;
+  if (
+    m instanceof BatchNorm || m instanceof SwitchableBatchNorm || m instanceof ReLU ||
+    m instanceof Identity || m instanceof Linear || m instanceof SlimmableLinear ||
+    m instanceof SwitchableLinear
+  ) return s;
+  throw new TypeError(`profile: cannot follow shapes through '${path}' (${m.constructor.name})`);
 }
 
 const span = ([a, b]: [number, number]) => b - a;
 
+/** Output channels of a convolution at width position `index`. */
+function outChannels(m: Module, index: number): number {
+  if (m instanceof SlimmableConv2d) return span(m.outRanges[index]);
+  return (m as Conv2d).outChannels;
+}
+
+/** The width state of a slimmable network, or null for a dense one. */
+function widthStateOf(net: Module): WidthState | null {
+  if (net instanceof SlimmableResNet) return net.state;
+  for (const [, m] of net.namedModules()) {
+    const state = (m as { state?: unknown }).state;
+    if (state instanceof WidthState) return state;
+  }
+  return null;
+}
+
 /**
  * Parameters and MACs (batch 1) of each width of `net` at input size `inputSize` (square side or
- * `[height, width]`), from layer shapes alone: nothing is allocated and the network's active
- * width is left unchanged. A dense `ResNet` gives one entry, width 1. See the module
- * documentation for what is counted.
+ * `[height, width]`), from layer shapes alone: nothing is allocated, no forward runs and the
+ * active width is left unchanged. `net` is a `SlimmableResNet`, a dense `ResNet` (one entry,
+ * width 1), or a `Sequential` of convolutions, pools, norms, activations, `Flatten` and linears
+ * (slimmable or dense). See the module documentation for what is counted.
  */
 export function profileWidths(
-  net: ResNetTrunk,
+  net: Module,
   inputSize: number | [number, number],
   options: ProfileOptions = {},
 ): WidthProfile[] {
@@ -144,14 +213,16 @@ export function profileWidths(
   if (!size.every((x) => Number.isInteger(x) && x > 0)) {
     throw new RangeError(`profile: input size must be positive integers, got ${inputSize}`);
   }
-  const { convIn, last } = traceSpatial(net, size);
-  const slim = net instanceof SlimmableResNet ? net : null;
-  const widths = options.widths ?? (slim ? slim.widths : [1]);
-  const headCounted = !slim || options.includeProjector === true ||
-    slim.head === "supervised" || slim.head === "supervised_switch";
+  const t: Trace = { convIn: new Map(), pools: [] };
+  trace(net, size, t, "", { conv: null });
+  const state = widthStateOf(net);
+  const widths = options.widths ?? (state ? state.widths : [1]);
+  // Classifier heads are part of the exported network; SSL projectors only when asked.
+  const skipHead = net instanceof SlimmableResNet && options.includeProjector !== true &&
+    net.head !== "supervised" && net.head !== "supervised_switch";
   return widths.map((width) => {
     let index = 0;
-    if (slim) index = slim.state.indexOf(width);
+    if (state) index = state.indexOf(width);
     else if (width !== 1) throw new RangeError(`profile: a dense network has only width 1`);
     let params = 0;
     let macs = 0;
@@ -159,14 +230,15 @@ export function profileWidths(
     for (const [path, m] of net.namedModules()) {
       if (skip !== null && (path === skip || path.startsWith(`${skip}.`))) continue;
       skip = null;
-      if ((path === "fc" || path.startsWith("fc.")) && !headCounted) continue;
+      if (skipHead && (path === "fc" || path.startsWith("fc."))) continue;
       if (m instanceof SlimmableConv2d || m instanceof Conv2d) {
-        const spatial = convIn.get(m);
-        if (!spatial) throw new TypeError(`profile: convolution '${path}' is outside the trunk`);
+        const spatial = t.convIn.get(m);
+        if (!spatial) throw new TypeError(`profile: convolution '${path}' is never run`);
         const g = convGeometry(m);
-        const [cin, cout] = m instanceof SlimmableConv2d
-          ? [span(m.inRanges[index]), span(m.outRanges[index])]
-          : [m.inChannels / g.groups, m.outChannels];
+        const cin = m instanceof SlimmableConv2d
+          ? span(m.inRanges[index])
+          : m.inChannels / g.groups;
+        const cout = outChannels(m, index);
         const [ho, wo] = convOut(m, spatial, path);
         const perOut = cin * g.k[0] * g.k[1];
         params += cout * perOut + (m.bias ? cout : 0);
@@ -189,8 +261,8 @@ export function profileWidths(
       } else continue;
       skip = path;
     }
-    // Global average pooling: one accumulate per element of the last feature map.
-    macs += net.featureChannels[slim ? index : 0] * last[0] * last[1];
+    // Average pooling: one accumulate per element of the pooled feature map.
+    for (const p of t.pools) macs += outChannels(p.source, index) * p.size[0] * p.size[1];
     return { width, params, macs };
   });
 }

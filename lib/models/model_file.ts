@@ -1,0 +1,156 @@
+/**
+ * Model files: a slimmable network's configuration and state dict in one `torch.save`-compatible
+ * file (`torch.load(weights_only=True)` reads it), and reconstruction of a network from either
+ * such a file, a slimclr training checkpoint (`model` entry) or an official SlimCLR checkpoint.
+ */
+import type { RawTensor } from "../serialize/raw.ts";
+import { SerializationError } from "../serialize/raw.ts";
+import { OrderedDict } from "../serialize/pytypes.ts";
+import { fromRaw, stateDictToRaw } from "../serialize/tensors.ts";
+import { loadTorchFile, saveTorchFile } from "../serialize/torch_file.ts";
+import { isRawTensor } from "../serialize/raw.ts";
+import { scope } from "../scope.ts";
+import type { Tensor } from "../tensor.ts";
+import {
+  DEFAULT_WIDTHS,
+  type HeadKind,
+  SlimmableResNet,
+  type SlimmableResNetOptions,
+} from "./slimmable_resnet.ts";
+import { detectOfficialParts, type OfficialPart, officialPart } from "./official.ts";
+import { RESNET_DEPTHS, type ResNetArch } from "./resnet.ts";
+
+/** Marker of slimclr model files. */
+export const MODEL_FORMAT = "slimclr-model";
+
+/** Writes `net` (configuration and weights) atomically to `path`. */
+export async function saveModel(path: string, net: SlimmableResNet): Promise<void> {
+  await saveTorchFile(path, modelRecord(net));
+}
+
+/** The serialisable record of a network: `{format, version, config, state_dict}`. */
+export function modelRecord(net: SlimmableResNet): Record<string, unknown> {
+  const { plan: _plan, ...config } = net.slimOptions;
+  return {
+    format: MODEL_FORMAT,
+    version: 1,
+    config: { ...config, widths: [...net.widths] },
+    state_dict: new OrderedDict(stateDictToRaw(net.stateDict())),
+  };
+}
+
+function get(tree: unknown, key: string): unknown {
+  if (tree instanceof Map) return tree.get(key);
+  if (tree && typeof tree === "object") return (tree as Record<string, unknown>)[key];
+  return undefined;
+}
+
+function rawEntries(tree: unknown): Map<string, RawTensor> {
+  const entries = tree instanceof Map
+    ? [...tree]
+    : Object.entries((tree ?? {}) as Record<string, unknown>);
+  return new Map(
+    entries.filter(([, v]) => isRawTensor(v)).map(([k, v]) => [String(k), v as RawTensor]),
+  );
+}
+
+/** Options when reading an official checkpoint. */
+export interface OfficialOptions {
+  /** Which part to take (default: the query/base encoder, or the network of a probe). */
+  part?: OfficialPart;
+  arch?: ResNetArch;
+  widths?: readonly number[];
+}
+
+/** Infers the head, its output size and hidden width from a state dict's `fc.*` keys. */
+export function inferHead(
+  sd: Map<string, RawTensor>,
+): { head: HeadKind; numClasses: number; mlpDim?: number } {
+  const shape = (k: string) => sd.get(k)?.shape;
+  if (shape("fc.linears.0.weight")) {
+    return { head: "supervised_switch", numClasses: shape("fc.linears.0.weight")![0] };
+  }
+  if (shape("fc.0.linears.0.weight")) {
+    return { head: "mocov2_switch", numClasses: shape("fc.2.linears.0.weight")![0] };
+  }
+  if (shape("fc.1.bn.0.running_mean")) {
+    const affineLast = sd.has("fc.4.bn.0.weight");
+    return {
+      head: affineLast ? "simclr_slim" : "mocov3_slim",
+      numClasses: shape("fc.3.weight")![0],
+      mlpDim: shape("fc.0.weight")![0],
+    };
+  }
+  if (shape("fc.2.weight")) return { head: "mocov2_slim", numClasses: shape("fc.2.weight")![0] };
+  if (shape("fc.weight")) return { head: "supervised", numClasses: shape("fc.weight")![0] };
+  return { head: "none", numClasses: 0 };
+}
+
+function widthCount(sd: Map<string, RawTensor>): number {
+  let n = 0;
+  while (sd.has(`bn1.bn.${n}.running_mean`)) n++;
+  return n;
+}
+
+/**
+ * Builds a network from a model file, a slimclr checkpoint (its `model` entry) or an official
+ * SlimCLR checkpoint, and loads its weights strictly.
+ */
+export async function loadModel(
+  path: string,
+  official: OfficialOptions = {},
+): Promise<SlimmableResNet> {
+  const tree = await loadTorchFile(path);
+  const record = get(tree, "format") === MODEL_FORMAT
+    ? tree
+    : get(get(tree, "model"), "format") === MODEL_FORMAT
+    ? get(tree, "model")
+    : null;
+  let config: SlimmableResNetOptions;
+  let sd: Map<string, RawTensor>;
+  if (record) {
+    config = get(record, "config") as SlimmableResNetOptions;
+    sd = rawEntries(get(record, "state_dict"));
+  } else {
+    const raw = rawEntries(get(tree, "state_dict") ?? tree);
+    const parts = detectOfficialParts(raw);
+    if (!parts.length) {
+      throw new SerializationError(
+        `${path}: neither a slimclr model/checkpoint (no '${MODEL_FORMAT}' record) nor an official ` +
+          `SlimCLR checkpoint (no module.encoder_q/base_encoder/conv1 keys)`,
+      );
+    }
+    const part = official.part ?? parts[0];
+    const arch = official.arch ?? "resnet50";
+    sd = officialPart(raw, part, arch);
+    const n = widthCount(sd);
+    const widths = official.widths ?? DEFAULT_WIDTHS.slice(0, n);
+    if (widths.length !== n) {
+      throw new SerializationError(
+        `${path}: the checkpoint has ${n} widths per batch norm, --widths gives ${widths.length}`,
+      );
+    }
+    const stemShape = sd.get("conv1.weight")?.shape;
+    config = {
+      arch,
+      widths,
+      stem: stemShape && stemShape[2] === 7 ? "imagenet" : "small",
+      inChannels: stemShape?.[1] ?? 3,
+      baseWidth: stemShape?.[0] ?? 64,
+      ...inferHead(sd),
+    };
+  }
+  if (!(config.arch in RESNET_DEPTHS)) {
+    throw new SerializationError(`${path}: unknown arch '${config.arch}'`);
+  }
+  const net = new SlimmableResNet(config);
+  try {
+    scope(() =>
+      net.loadStateDict(new Map<string, Tensor>([...sd].map(([k, r]) => [k, fromRaw(r)])))
+    );
+  } catch (e) {
+    net.dispose();
+    throw new SerializationError(`${path}: ${(e as Error).message}`);
+  }
+  return net;
+}
