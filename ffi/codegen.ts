@@ -152,6 +152,7 @@ export function generateSource(ops: Record<string, OpSpec> = OPS): string {
     '#include "optim.hpp"',
     '#include "cuda.hpp"',
     '#include "data.hpp"',
+    '#include "dist.hpp"',
     "#include <torch/version.h>",
     "",
     '#define SLIMCLR_API __attribute__((visibility("default")))',

@@ -17,6 +17,7 @@
  */
 
 import { DATA_OPS } from "./ops_data.ts";
+import { DIST_OPS } from "./ops_dist.ts";
 
 /** Kinds an argument may have. */
 export type ArgKind =
@@ -597,7 +598,7 @@ const CORE_OPS = {
 } as const;
 
 /** The C API, in generation order. Every entry becomes the C symbol `st_<name>`. */
-export const OPS = { ...CORE_OPS, ...DATA_OPS } as const;
+export const OPS = { ...CORE_OPS, ...DATA_OPS, ...DIST_OPS } as const;
 
 /** The op table's type, used to derive typed wrappers. */
 export type Ops = typeof OPS;
