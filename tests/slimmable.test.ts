@@ -18,14 +18,29 @@ Deno.test("non-overlapping channel bands match the reference", () => {
 });
 
 Deno.test("an unknown width is an error naming the allowed widths", () => {
-  const net = new SlimmableResNet({ arch: "resnet18", stem: "small", inChannels: 1, baseWidth: 8, numClasses: 10 });
-  assert.throws(() => net.setWidth(0.3), /unknown width 0\.3; this network supports \[1, 0\.75, 0\.5, 0\.25\]/);
+  const net = new SlimmableResNet({
+    arch: "resnet18",
+    stem: "small",
+    inChannels: 1,
+    baseWidth: 8,
+    numClasses: 10,
+  });
+  assert.throws(
+    () => net.setWidth(0.3),
+    /unknown width 0\.3; this network supports \[1, 0\.75, 0\.5, 0\.25\]/,
+  );
   net.dispose();
 });
 
 Deno.test("each width equals its exported dense twin (train and eval BN)", () => {
   manualSeed(1);
-  const net = new SlimmableResNet({ arch: "resnet18", stem: "small", inChannels: 1, baseWidth: 8, numClasses: 10 });
+  const net = new SlimmableResNet({
+    arch: "resnet18",
+    stem: "small",
+    inChannels: 1,
+    baseWidth: 8,
+    numClasses: 10,
+  });
   const before = liveHandles().handles;
   scope(() => {
     const x = randn([4, 1, 16, 16]);
