@@ -68,7 +68,7 @@ export function channelRanges(channels: readonly number[], overlap: boolean): [n
     start += channels[i];
   }
   ranges[0] = [0, max];
-  for (const [a, b] of ranges) {
+  for (const [, b] of ranges) {
     if (b > max) {
       throw new RangeError(
         `non-overlapping channels [${channels}] need ${b} channels but the widest layer has ${max}; ` +
