@@ -1,0 +1,100 @@
+/**
+ * Training checkpoints: written atomically (temporary file, fsync, rename) as `torch.save`-
+ * compatible files, the last K kept, the newest found again on resume. A checkpoint is a plain
+ * record (model, optimizer, schedule position, method state, RNG states, epoch, step, best metric,
+ * config); the trainer decides its contents, this module only stores and finds them.
+ */
+import { join } from "node:path";
+import { loadTorchFile, saveTorchFile } from "../serialize/torch_file.ts";
+import { SerializationError } from "../serialize/raw.ts";
+
+/** Marker and version of slimclr training checkpoints. */
+export const CHECKPOINT_FORMAT = "slimclr-checkpoint";
+export const CHECKPOINT_VERSION = 1;
+
+const NAME = /^ckpt_e(\d+)_s(\d+)\.pt$/;
+
+/** A checkpoint file found on disk. */
+export interface CheckpointFile {
+  path: string;
+  epoch: number;
+  step: number;
+}
+
+/** Stores and finds the checkpoints of one run folder. */
+export class CheckpointManager {
+  constructor(readonly dir: string, readonly keepLast = 3) {
+    if (!Number.isInteger(keepLast) || keepLast < 1) {
+      throw new RangeError(`keepLast must be a positive integer, got ${keepLast}`);
+    }
+  }
+
+  /** Checkpoints in the folder, oldest first. */
+  list(): CheckpointFile[] {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = [...Deno.readDirSync(this.dir)];
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return [];
+      throw e;
+    }
+    return entries
+      .map((e) => ({ e, m: NAME.exec(e.name) }))
+      .filter(({ e, m }) => e.isFile && m)
+      .map(({ e, m }) => ({
+        path: join(this.dir, e.name),
+        epoch: Number(m![1]),
+        step: Number(m![2]),
+      }))
+      .sort((a, b) => a.step - b.step || a.epoch - b.epoch);
+  }
+
+  /** The newest checkpoint, or null. */
+  latest(): CheckpointFile | null {
+    const all = this.list();
+    return all.length ? all[all.length - 1] : null;
+  }
+
+  /**
+   * Writes `record` as the checkpoint of (epoch, step) atomically, then removes all but the newest
+   * `keepLast`. An existing file of the same name is replaced only by a complete new one.
+   */
+  async save(epoch: number, step: number, record: Record<string, unknown>): Promise<string> {
+    await Deno.mkdir(this.dir, { recursive: true });
+    const path = join(this.dir, `ckpt_e${String(epoch).padStart(4, "0")}_s${step}.pt`);
+    await saveTorchFile(path, {
+      format: CHECKPOINT_FORMAT,
+      version: CHECKPOINT_VERSION,
+      epoch,
+      step,
+      ...record,
+    });
+    const all = this.list();
+    for (const old of all.slice(0, Math.max(0, all.length - this.keepLast))) {
+      if (old.path !== path) await Deno.remove(old.path).catch(() => {});
+    }
+    return path;
+  }
+}
+
+/** Reads a checkpoint record; a damaged or foreign file is an error naming it and the problem. */
+export async function readCheckpoint(path: string): Promise<Record<string, unknown>> {
+  let tree: unknown;
+  try {
+    tree = await loadTorchFile(path, { verifyCrc: true });
+  } catch (e) {
+    throw new SerializationError(`${path}: unreadable checkpoint (${(e as Error).message})`);
+  }
+  const rec = tree as Record<string, unknown>;
+  if (!rec || typeof rec !== "object" || rec.format !== CHECKPOINT_FORMAT) {
+    throw new SerializationError(
+      `${path}: not a slimclr training checkpoint (no '${CHECKPOINT_FORMAT}' marker)`,
+    );
+  }
+  if (rec.version !== CHECKPOINT_VERSION) {
+    throw new SerializationError(
+      `${path}: checkpoint version ${rec.version}, this slimclr reads version ${CHECKPOINT_VERSION}`,
+    );
+  }
+  return rec;
+}

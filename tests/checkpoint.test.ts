@@ -1,0 +1,44 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { CheckpointManager, readCheckpoint } from "../lib/train/checkpoint.ts";
+import { serialize } from "../mod.ts";
+
+Deno.test("checkpoints are atomic, the last K are kept, the newest is found", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const m = new CheckpointManager(join(dir, "ckpt"), 2);
+    assert.equal(m.latest(), null);
+    for (let e = 1; e <= 4; e++) await m.save(e, e * 10, { note: `epoch ${e}`, best: 0.5 });
+    assert.deepEqual(m.list().map((c) => c.epoch), [3, 4]);
+    const rec = await readCheckpoint(m.latest()!.path);
+    assert.equal(rec.note, "epoch 4");
+    assert.equal(rec.step, 40);
+    // No temporary files are left behind.
+    assert.deepEqual(
+      [...Deno.readDirSync(join(dir, "ckpt"))].filter((e) => e.name.startsWith(".")),
+      [],
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a truncated or foreign checkpoint is an error naming the file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const m = new CheckpointManager(dir, 1);
+    const path = await m.save(1, 5, { x: 1 });
+    const bytes = await Deno.readFile(path);
+    const broken = join(dir, "ckpt_e0002_s9.pt");
+    await Deno.writeFile(broken, bytes.subarray(0, bytes.length - 100));
+    await assert.rejects(
+      () => readCheckpoint(broken),
+      new RegExp(`${broken}: unreadable checkpoint`),
+    );
+    const foreign = join(dir, "foreign.pt");
+    await serialize.saveTorchFile(foreign, { epoch: 3 });
+    await assert.rejects(() => readCheckpoint(foreign), /not a slimclr training checkpoint/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
