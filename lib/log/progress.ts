@@ -1,0 +1,86 @@
+/**
+ * Run logging: a live progress line on a terminal (plain lines otherwise) with loss per width,
+ * throughput and ETA, and JSONL metrics appended to the run folder.
+ */
+
+/** Formats seconds as h:mm:ss or m:ss. */
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return "?";
+  const s = Math.round(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, "0");
+  return h ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
+}
+
+/** A progress display for one run. */
+export class Progress {
+  readonly #tty: boolean;
+  readonly #start = performance.now();
+  #lastPlain = 0;
+  constructor(
+    readonly totalSteps: number,
+    readonly out: { isTerminal(): boolean; writeSync(b: Uint8Array): number } = Deno.stderr,
+    readonly plainEverySeconds = 10,
+  ) {
+    this.#tty = out.isTerminal();
+  }
+
+  /** Shows `step` (1-based) with named values; `images` is the number processed so far. */
+  update(step: number, epoch: number, values: Record<string, number>, images: number): void {
+    const elapsed = (performance.now() - this.#start) / 1000;
+    const rate = images / Math.max(elapsed, 1e-9);
+    const eta = ((this.totalSteps - step) * elapsed) / Math.max(step, 1);
+    const parts = Object.entries(values).map(([k, v]) => `${k} ${fmt(v)}`);
+    const line =
+      `epoch ${epoch.toFixed(2)} step ${step}/${this.totalSteps} | ${parts.join(" ")} | ` +
+      `${rate.toFixed(0)} img/s | eta ${formatDuration(eta)}`;
+    if (this.#tty) this.#write(`\r\x1b[2K${line}`);
+    else if (elapsed - this.#lastPlain >= this.plainEverySeconds || step === this.totalSteps) {
+      this.#lastPlain = elapsed;
+      this.#write(line + "\n");
+    }
+  }
+
+  /** Ends the live line (prints a newline on a terminal). */
+  done(message = ""): void {
+    if (this.#tty) this.#write("\n");
+    if (message) this.#write(message + "\n");
+  }
+
+  #write(s: string): void {
+    this.out.writeSync(new TextEncoder().encode(s));
+  }
+}
+
+function fmt(v: number): string {
+  if (!Number.isFinite(v)) return String(v);
+  const a = Math.abs(v);
+  return a !== 0 && (a < 1e-3 || a >= 1e4) ? v.toExponential(2) : v.toFixed(4);
+}
+
+/** Appends one JSON object per line to a metrics file. */
+export class MetricsLog {
+  #file: Deno.FsFile;
+  constructor(readonly path: string) {
+    this.#file = Deno.openSync(path, { append: true, create: true });
+  }
+  /** Writes a record (a `time` field is added). */
+  write(record: Record<string, unknown>): void {
+    const line = JSON.stringify({ time: new Date().toISOString(), ...record }) + "\n";
+    this.#file.writeSync(new TextEncoder().encode(line));
+  }
+  close(): void {
+    this.#file.close();
+  }
+}
+
+/** Reads a metrics file back (for plots and resumed runs). */
+export function readMetrics(path: string): Record<string, unknown>[] {
+  try {
+    return Deno.readTextFileSync(path).split("\n").filter(Boolean).map((l) => JSON.parse(l));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return [];
+    throw e;
+  }
+}
