@@ -5,28 +5,44 @@
  */
 import YAML from "yaml";
 
+/** A numeric setting. */
+export type NumberField = {
+  kind: "number";
+  default: number;
+  help: string;
+  min?: number;
+  max?: number;
+  integer?: boolean;
+};
+/** A string setting, optionally one of `choices`. */
+export type StringField = {
+  kind: "string";
+  default: string;
+  help: string;
+  choices?: readonly string[];
+};
+/** A boolean setting. */
+export type BooleanField = { kind: "boolean"; default: boolean; help: string };
+/** A list of numbers. */
+export type NumbersField = {
+  kind: "numbers";
+  default: readonly number[];
+  help: string;
+  min?: number;
+  max?: number;
+};
 /** One setting. */
-export type Field =
-  | { kind: "number"; default: number; help: string; min?: number; max?: number; integer?: boolean }
-  | {
-    kind: "string";
-    default: string;
-    help: string;
-    choices?: readonly string[];
-    optional?: boolean;
-  }
-  | { kind: "boolean"; default: boolean; help: string }
-  | { kind: "numbers"; default: readonly number[]; help: string; min?: number; max?: number };
+export type Field = NumberField | StringField | BooleanField | NumbersField;
 
 /** A section of settings, or nested sections. */
 export type Schema = { readonly [key: string]: Field | Schema };
 
 /** A config built from a schema: numbers, strings, booleans, number lists, nested records. */
 export type ConfigOf<S extends Schema> = {
-  -readonly [K in keyof S]: S[K] extends { kind: "number" } ? number
-    : S[K] extends { kind: "string" } ? string
-    : S[K] extends { kind: "boolean" } ? boolean
-    : S[K] extends { kind: "numbers" } ? number[]
+  -readonly [K in keyof S]: S[K] extends NumberField ? number
+    : S[K] extends StringField ? string
+    : S[K] extends BooleanField ? boolean
+    : S[K] extends NumbersField ? number[]
     : S[K] extends Schema ? ConfigOf<S[K]>
     : never;
 };
@@ -39,31 +55,36 @@ export class ConfigError extends Error {
   }
 }
 
-const isField = (x: Field | Schema): x is Field => typeof (x as Field).kind === "string";
+const isField = (x: Field | Schema): x is Field =>
+  typeof (x as Field).kind === "string" && typeof (x as Field).help === "string";
 
 /** Helpers to declare fields tersely. */
 export const f = {
-  num: (d: number, help: string, o: { min?: number; max?: number } = {}): Field => ({
+  num: (d: number, help: string, o: { min?: number; max?: number } = {}): NumberField => ({
     kind: "number",
     default: d,
     help,
     ...o,
   }),
-  int: (d: number, help: string, o: { min?: number; max?: number } = {}): Field => ({
+  int: (d: number, help: string, o: { min?: number; max?: number } = {}): NumberField => ({
     kind: "number",
     default: d,
     help,
     integer: true,
     ...o,
   }),
-  str: (d: string, help: string, choices?: readonly string[]): Field => ({
+  str: (d: string, help: string, choices?: readonly string[]): StringField => ({
     kind: "string",
     default: d,
     help,
     choices,
   }),
-  bool: (d: boolean, help: string): Field => ({ kind: "boolean", default: d, help }),
-  nums: (d: readonly number[], help: string, o: { min?: number; max?: number } = {}): Field => ({
+  bool: (d: boolean, help: string): BooleanField => ({ kind: "boolean", default: d, help }),
+  nums: (
+    d: readonly number[],
+    help: string,
+    o: { min?: number; max?: number } = {},
+  ): NumbersField => ({
     kind: "numbers",
     default: d,
     help,
