@@ -11,6 +11,8 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/generated/variable_factories.h>
 
+#include <malloc.h>
+
 #include <atomic>
 #include <cmath>
 #include <sstream>
@@ -23,6 +25,16 @@
 #include <vector>
 
 namespace slimclr {
+
+// glibc returns large freed blocks to the kernel and maps them again on the next step, so every
+// training step pays page faults for its activations. Keep them in the heap instead (as
+// jemalloc-style allocators do); SLIMCLR_SYSTEM_MALLOC=1 keeps glibc's defaults.
+__attribute__((constructor)) static void tune_malloc() {
+  if (std::getenv("SLIMCLR_SYSTEM_MALLOC")) return;
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TOP_PAD, 256 << 20);
+}
 
 using Tensor = at::Tensor;
 using TensorHandle = at::Tensor*;

@@ -3,3 +3,4 @@ export * from "./resnet.ts";
 export * from "./slimmable_resnet.ts";
 export * from "./official.ts";
 export * from "./model_file.ts";
+export * from "./profile.ts";

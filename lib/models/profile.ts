@@ -157,10 +157,8 @@ function trace(m: Module, s: Size | null, t: Trace, path: string, last: { conv: 
     return convOut(m, input, path);
   }
   if (m instanceof MaxPool2d) {
-    return windowOut(need("max pool"), pair(m.kernelSize), pair(m.stride), pair(m.padding), [
-      1,
-      1,
-    ], path);
+    const [k, st, p] = [pair(m.kernelSize), pair(m.stride), pair(m.padding)];
+    return windowOut(need("max pool"), k, st, p, [1, 1], path);
   }
   if (m instanceof AdaptiveAvgPool2d) {
     const input = need("average pool");
