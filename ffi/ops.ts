@@ -595,6 +595,7 @@ const CORE_OPS = {
        op.state1[index] = s1 ? s1->detach().clone() : at::Tensor(); op.state2[index] = s2 ? s2->detach().clone() : at::Tensor(); op.steps[index] = step; }`,
   ),
   ema_update: op(["T[] k", "T[] q", "f64 m"], "void", "ema_update(k, q, m);"),
+  clip_grad_norm: op(["T[] params", "f64 max_norm"], "f64", "clip_grad_norm(params, max_norm)"),
 } as const;
 
 /** The C API, in generation order. Every entry becomes the C symbol `st_<name>`. */

@@ -132,6 +132,21 @@ inline void zero_grad(Optimizer& o) {
   for (auto& p : o.params) p.mutable_grad().reset();
 }
 
+// Scales all gradients so their global L2 norm is at most max_norm (torch.nn.utils.clip_grad_norm_
+// with its 1e-6 guard); returns the norm before clipping. Parameters without gradients are skipped.
+inline double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  at::NoGradGuard guard;
+  std::vector<Tensor> grads;
+  for (const auto& p : params)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty()) return 0.0;
+  auto norms = at::_foreach_norm(grads, 2);
+  const double total = at::linalg_vector_norm(at::stack(norms), 2).item<double>();
+  const double coef = max_norm / (total + 1e-6);
+  if (coef < 1.0) at::_foreach_mul_(grads, coef);
+  return total;
+}
+
 // k = m*k + (1-m)*q over two equally long lists, in place on k.
 inline void ema_update(std::vector<Tensor> k, const std::vector<Tensor>& q, double m) {
   if (k.size() != q.size()) {

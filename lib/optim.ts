@@ -237,3 +237,11 @@ export class AdamW extends Optimizer<AdamWOptions> {
 export function emaUpdate(targets: readonly Tensor[], sources: readonly Tensor[], m: number): void {
   raw().ema_update(targets.map((t) => t.ptr), sources.map((t) => t.ptr), m);
 }
+
+/**
+ * Scales the gradients of `params` so their global L2 norm is at most `maxNorm`, in one call (as
+ * `torch.nn.utils.clip_grad_norm_`); returns the norm before clipping.
+ */
+export function clipGradNorm(params: readonly Tensor[], maxNorm: number): number {
+  return raw().clip_grad_norm(params.map((p) => p.ptr), maxNorm);
+}

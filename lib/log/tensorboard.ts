@@ -110,7 +110,7 @@ export class TensorBoardWriter {
     const host = Deno.hostname?.() ?? "localhost";
     this.path = join(
       dir,
-      `events.out.tfevents.${Math.floor(Date.now() / 1000)}.${host}.${Deno.pid}`,
+      `events.out.tfevents.${Math.floor(Date.now() / 1000)}.${host}.${Deno.pid}.${uniqueTag()}`,
     );
     this.#file = Deno.openSync(this.path, { write: true, createNew: true });
     this.#write(encodeEvent(Date.now() / 1000, 0, null, "brain.Event:2"));
@@ -132,4 +132,8 @@ export class TensorBoardWriter {
   close(): void {
     this.#file.close();
   }
+}
+
+function uniqueTag(): string {
+  return crypto.getRandomValues(new Uint32Array(1))[0].toString(36);
 }

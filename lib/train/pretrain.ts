@@ -1,0 +1,364 @@
+/**
+ * The pretraining loop: per-iteration schedule (warm-up, cosine or step, the slow start's optional
+ * LR reset), correct gradient accumulation, clipping, checkpoints every N epochs and at the end
+ * (atomic; the last K kept), exact resume, a clean stop on SIGINT/SIGTERM, JSONL and TensorBoard
+ * metrics, a live progress line and a per-epoch kNN monitor per width.
+ */
+import { join } from "node:path";
+import type { PretrainConfig } from "../config/pretrain.ts";
+import { SerializationError } from "../serialize/raw.ts";
+import { OrderedDict } from "../serialize/pytypes.ts";
+import { fromRaw, toRaw } from "../serialize/tensors.ts";
+import { isRawTensor, type RawTensor } from "../serialize/raw.ts";
+import { atomicWriteFile } from "../serialize/fs.ts";
+import { clipGradNorm, type Optimizer, type OptimizerStateDict } from "../optim.ts";
+import { defaultGeneratorState, setDefaultGeneratorState } from "../random.ts";
+import { scope } from "../scope.ts";
+import type { Tensor } from "../tensor.ts";
+import type { SlimSSLMethod, StepMetrics } from "../ssl/mod.ts";
+import { MetricsLog, Progress } from "../log/progress.ts";
+import { TensorBoardWriter } from "../log/tensorboard.ts";
+import { CheckpointManager, readCheckpoint } from "./checkpoint.ts";
+import { learningRate } from "./schedule.ts";
+import type { LabeledSplit, TwoViewSource } from "./source.ts";
+import { knnPerWidth } from "./monitor.ts";
+
+/** Everything a pretraining run needs. */
+export interface PretrainRun {
+  config: PretrainConfig;
+  /** Folder of this run (created; checkpoints, metrics, config and summary go here). */
+  runDir: string;
+  method: SlimSSLMethod;
+  optimizer: Optimizer<object>;
+  source: TwoViewSource;
+  /** kNN monitor data (bank and queries); no monitor without it. */
+  knn?: { train: LabeledSplit; test: LabeledSplit };
+  /** A checkpoint file to continue from, or "auto" for the newest in the run folder. */
+  resume?: string;
+  /** Show the live progress line (default true). */
+  progress?: boolean;
+  /** Only rank 0 writes files and logs (default true). */
+  isMain?: boolean;
+}
+
+/** How a run ended, with its last metrics. */
+export interface PretrainResult {
+  status: "completed" | "interrupted" | "max_steps";
+  step: number;
+  epoch: number;
+  /** kNN top-1 (0–1) per width at the last evaluation. */
+  knn: Map<number, number> | null;
+  lastMetrics: StepMetrics | null;
+  /** The newest checkpoint written. */
+  checkpoint: string | null;
+  dataWaitSeconds: number;
+  wallSeconds: number;
+}
+
+/** Settings a checkpoint must share with the config that resumes it. */
+const RESUME_KEYS = [
+  "method",
+  "model.arch",
+  "model.stem",
+  "model.in_channels",
+  "model.base_width",
+  "model.widths",
+  "model.overlap",
+  "ssl.dim",
+  "ssl.queue",
+  "ssl.mlp_dim",
+  "data.batch_size",
+  "optim.name",
+  "optim.grad_accum",
+] as const;
+
+function at(obj: unknown, path: string): unknown {
+  return path.split(".").reduce<unknown>((o, k) => (o as Record<string, unknown>)?.[k], obj);
+}
+
+function rawTree(value: unknown): unknown {
+  if (value && typeof value === "object" && "ptr" in value && "dtype" in value) {
+    return toRaw(value as Tensor);
+  }
+  if (value instanceof Map) return new OrderedDict([...value].map(([k, v]) => [k, rawTree(v)]));
+  if (Array.isArray(value)) return value.map(rawTree);
+  if (value && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, rawTree(v)]));
+  }
+  return value;
+}
+
+function tensorTree(value: unknown): unknown {
+  if (isRawTensor(value)) return fromRaw(value);
+  if (value instanceof Map) return new Map([...value].map(([k, v]) => [k, tensorTree(v)]));
+  if (Array.isArray(value)) return value.map(tensorTree);
+  if (value && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, tensorTree(v)]));
+  }
+  return value;
+}
+
+function optimizerStateFromRaw(raw: unknown): OptimizerStateDict {
+  const tree = tensorTree(raw) as {
+    state: Map<number, Record<string, Tensor>> | Record<string, unknown>;
+    param_groups: Record<string, unknown>[];
+  };
+  const entries = tree.state instanceof Map ? [...tree.state] : Object.entries(tree.state ?? {});
+  const state: Record<number, Record<string, Tensor>> = {};
+  for (const [k, v] of entries) state[Number(k)] = v as Record<string, Tensor>;
+  return { state, param_groups: tree.param_groups };
+}
+
+function disposeTree(value: unknown): void {
+  if (value && typeof value === "object" && "dispose" in value && "ptr" in value) {
+    (value as Tensor).dispose();
+  } else if (value instanceof Map) { for (const v of value.values()) disposeTree(v); }
+  else if (Array.isArray(value)) value.forEach(disposeTree);
+  else if (value && typeof value === "object") Object.values(value).forEach(disposeTree);
+}
+
+/** Loads a checkpoint into the run, checking it fits; returns the step to continue from. */
+async function restore(
+  run: PretrainRun,
+  path: string,
+): Promise<{ step: number; knn: Map<number, number> | null }> {
+  const rec = await readCheckpoint(path);
+  const saved = rec.config as PretrainConfig;
+  const mismatched = RESUME_KEYS.filter((k) =>
+    JSON.stringify(at(saved, k)) !== JSON.stringify(at(run.config, k))
+  );
+  if (mismatched.length) {
+    throw new SerializationError(
+      `${path}: the checkpoint does not fit this config: ` +
+        mismatched.map((k) =>
+          `${k} is ${JSON.stringify(at(saved, k))} there, ${JSON.stringify(at(run.config, k))} here`
+        ).join("; "),
+    );
+  }
+  const model = new Map<string, RawTensor>([...(rec.model as Map<string, RawTensor>)]);
+  scope(() => {
+    const tensors = new Map<string, Tensor>([...model].map(([k, r]) => [k, fromRaw(r)]));
+    try {
+      run.method.loadStateDict(tensors);
+    } catch (e) {
+      throw new SerializationError(`${path}: ${(e as Error).message}`);
+    }
+  });
+  const opt = optimizerStateFromRaw(rec.optimizer);
+  try {
+    run.optimizer.loadStateDict(opt);
+  } finally {
+    disposeTree(opt.state);
+  }
+  const rng = rec.rng as Record<string, RawTensor | undefined>;
+  scope(() => {
+    if (rng?.default) setDefaultGeneratorState(fromRaw(rng.default));
+    if (rng?.method && run.method.generator) run.method.generator.setState(fromRaw(rng.method));
+  });
+  const knn = rec.knn
+    ? new Map(Object.entries(rec.knn as Record<string, number>).map(([w, a]) => [Number(w), a]))
+    : null;
+  return { step: Number(rec.step), knn };
+}
+
+function checkpointRecord(
+  run: PretrainRun,
+  step: number,
+  epoch: number,
+  knn: Map<number, number> | null,
+) {
+  return scope(() => {
+    const opt = run.optimizer.stateDict();
+    try {
+      return {
+        config: run.config,
+        model: new OrderedDict([...run.method.stateDict()].map(([k, t]) => [k, toRaw(t)])),
+        optimizer: rawTree(opt),
+        rng: {
+          default: toRaw(defaultGeneratorState()),
+          ...(run.method.generator ? { method: toRaw(run.method.generator.getState()) } : {}),
+        },
+        fractional_epoch: epoch,
+        knn: knn ? Object.fromEntries([...knn].map(([w, a]) => [String(w), a])) : null,
+      };
+    } finally {
+      disposeTree(opt.state);
+    }
+  });
+}
+
+/** Flattens step metrics into named scalars (`loss`, `loss/w0.5`, `distill/w0.5`, `top1/w1`, …). */
+export function scalarMetrics(m: StepMetrics, lr: number): Record<string, number> {
+  const out: Record<string, number> = { loss: m.loss, lr };
+  if (m.momentum !== null) out.momentum = m.momentum;
+  for (const w of m.widths) {
+    out[`loss/w${w.width}`] = w.loss;
+    out[`contrastive/w${w.width}`] = w.contrastive;
+    if (w.distill !== null) out[`distill/w${w.width}`] = w.distill;
+    out[`top1/w${w.width}`] = w.top1;
+  }
+  if (m.grad) {
+    const g = m.grad as unknown as Record<string, unknown>;
+    for (const [k, v] of Object.entries(g)) {
+      if (Array.isArray(v)) {
+        v.forEach((x, i) => typeof x === "number" && (out[`grad/${k}/${i}`] = x));
+      }
+    }
+  }
+  return out;
+}
+
+/** Runs (or continues) pretraining until the schedule ends, `max_steps`, or a stop signal. */
+export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
+  const c = run.config;
+  const isMain = run.isMain ?? true;
+  const started = performance.now();
+  const accum = c.optim.grad_accum;
+  const stepsPerEpoch = Math.floor(run.source.stepsPerEpoch / accum);
+  if (stepsPerEpoch < 1) {
+    throw new RangeError(
+      `an epoch has ${run.source.stepsPerEpoch} batches, fewer than 'optim.grad_accum' (${accum})`,
+    );
+  }
+  const totalSteps = Math.max(1, Math.ceil(c.schedule.epochs * stepsPerEpoch));
+  const lastStep = c.run.max_steps ? Math.min(totalSteps, c.run.max_steps) : totalSteps;
+  const ckpts = new CheckpointManager(join(run.runDir, "checkpoints"), c.run.keep_last);
+  await Deno.mkdir(run.runDir, { recursive: true });
+
+  let step = 0;
+  let knn: Map<number, number> | null = null;
+  const resumeFrom = run.resume === "auto" ? ckpts.latest()?.path : run.resume;
+  if (resumeFrom) ({ step, knn } = await restore(run, resumeFrom));
+  if (isMain) {
+    await atomicWriteFile(
+      join(run.runDir, "config.json"),
+      new TextEncoder().encode(JSON.stringify(c, null, 2) + "\n"),
+    );
+  }
+  const metrics = isMain ? new MetricsLog(join(run.runDir, "metrics.jsonl")) : null;
+  const tb = isMain ? new TensorBoardWriter(join(run.runDir, "tensorboard")) : null;
+  const progress = isMain && (run.progress ?? true) ? new Progress(lastStep) : null;
+
+  let stop = false;
+  const onSignal = () => {
+    stop = true;
+  };
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  for (const s of signals) Deno.addSignalListener(s, onSignal);
+
+  const epochAt = (s: number) => s / stepsPerEpoch;
+  const ckptEvery = c.run.ckpt_every > 0
+    ? Math.max(1, Math.round(c.run.ckpt_every * stepsPerEpoch))
+    : 0;
+  const knnEvery = c.run.knn_every > 0
+    ? Math.max(1, Math.round(c.run.knn_every * stepsPerEpoch))
+    : 0;
+  let lastMetrics: StepMetrics | null = null;
+  let checkpoint: string | null = ckpts.latest()?.path ?? null;
+  let status: PretrainResult["status"] = "completed";
+  const params = run.method.trainableParameters();
+  const saveCheckpoint = async () => {
+    if (!isMain) return;
+    checkpoint = await ckpts.save(
+      Math.floor(epochAt(step)),
+      step,
+      checkpointRecord(run, step, epochAt(step), knn),
+    );
+  };
+  const evaluate = () => {
+    if (!run.knn) return;
+    knn = knnPerWidth(run.method.encoder, run.knn.train, run.knn.test, {
+      k: c.run.knn_k,
+      t: c.run.knn_t,
+    });
+    const values = Object.fromEntries([...knn].map(([w, a]) => [`knn/w${w}`, a * 100]));
+    metrics?.write({ kind: "eval", step, epoch: epochAt(step), ...values });
+    tb?.scalars(step, values);
+  };
+
+  try {
+    let epoch = -1;
+    run.method.train();
+    while (step < lastStep && !stop) {
+      const e = Math.floor(step / stepsPerEpoch);
+      if (e !== epoch) {
+        epoch = e;
+        run.source.startEpoch(e, (step - e * stepsPerEpoch) * accum);
+      }
+      const frac = epochAt(step);
+      const lr = learningRate({
+        lr: run.method.baseLr(c.optim.lr, frac),
+        totalSteps,
+        warmupSteps: Math.round(c.schedule.warmup_epochs * stepsPerEpoch),
+        kind: c.schedule.decay as "cosine" | "step",
+        milestones: c.schedule.milestones,
+        stepsPerEpoch,
+      }, step);
+      run.optimizer.setLr(lr);
+      run.optimizer.zeroGrad();
+      let stepMetrics: StepMetrics | null = null;
+      for (let micro = 0; micro < accum; micro++) {
+        const views = await run.source.next();
+        if (!views) throw new Error(`the data source ended early in epoch ${e} (step ${step})`);
+        try {
+          stepMetrics = scope(() => {
+            const { loss, metrics } = run.method.trainingStep(views.a, views.b, {
+              epoch: frac,
+              step,
+            });
+            (accum > 1 ? loss.div(accum) : loss).backward();
+            return metrics;
+          });
+        } finally {
+          views.a.dispose();
+          views.b.dispose();
+        }
+      }
+      if (c.optim.clip_grad > 0) clipGradNorm(params, c.optim.clip_grad);
+      run.optimizer.step();
+      run.method.afterOptimizerStep({ epoch: frac, step });
+      step++;
+      lastMetrics = stepMetrics;
+      if (stepMetrics && !Number.isFinite(stepMetrics.loss)) {
+        throw new Error(
+          `the loss became ${stepMetrics.loss} at step ${step}; lower 'optim.lr' or check the data`,
+        );
+      }
+      const scalars = scalarMetrics(stepMetrics!, lr);
+      if (step % c.run.log_every === 0 || step === lastStep) {
+        metrics?.write({
+          kind: "train",
+          step,
+          epoch: epochAt(step),
+          ...scalars,
+          data_wait_s: run.source.waitSeconds,
+        });
+        tb?.scalars(step, scalars);
+      }
+      const shown: Record<string, number> = { lr };
+      for (const w of stepMetrics!.widths) shown[`w${w.width}`] = w.loss;
+      progress?.update(step, epochAt(step), shown, step * accum * run.source.batchSize);
+      if (knnEvery && step % knnEvery === 0 && step < lastStep) evaluate();
+      if (ckptEvery && step % ckptEvery === 0 && step < lastStep) await saveCheckpoint();
+    }
+    if (stop) status = "interrupted";
+    else if (step < totalSteps) status = "max_steps";
+    if (status === "completed") evaluate();
+    await saveCheckpoint();
+  } finally {
+    for (const s of signals) Deno.removeSignalListener(s, onSignal);
+    progress?.done();
+    metrics?.close();
+    tb?.close();
+  }
+  return {
+    status,
+    step,
+    epoch: epochAt(step),
+    knn,
+    lastMetrics,
+    checkpoint,
+    dataWaitSeconds: run.source.waitSeconds,
+    wallSeconds: (performance.now() - started) / 1000,
+  };
+}

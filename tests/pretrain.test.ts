@@ -1,0 +1,89 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { readCheckpoint } from "../lib/train/checkpoint.ts";
+import { readMetrics } from "../lib/log/progress.ts";
+import { tinyConfig, tinyPretrain } from "./fixtures/tiny_pretrain.ts";
+
+Deno.test("pretrain → checkpoint → resume equals an uninterrupted run", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const full = await tinyPretrain(join(dir, "a"), tinyConfig());
+    assert.equal(full.result.status, "completed");
+    assert.equal(full.result.step, 16);
+    assert.ok(full.result.knn && full.result.knn.size === 2);
+
+    const first = await tinyPretrain(join(dir, "b"), tinyConfig(["--run.max_steps=6"]));
+    assert.equal(first.result.status, "max_steps");
+    for (const t of first.state.values()) t.dispose();
+    const rest = await tinyPretrain(join(dir, "b"), tinyConfig(), "auto");
+    assert.equal(rest.result.step, 16);
+    for (const [k, t] of full.state) {
+      const u = rest.state.get(k)!;
+      assert.ok(t.equal(u), `${k} differs after resuming`);
+    }
+    for (const s of [full.state, rest.state]) for (const t of s.values()) t.dispose();
+
+    const log = readMetrics(join(dir, "a", "metrics.jsonl"));
+    const train = log.filter((r) => r.kind === "train");
+    assert.equal(train.length, 16);
+    assert.ok(
+      "loss/w0.5" in train[15] && !("loss/w0.5" in train[0]),
+      "slow start: w0.5 only after epoch 0.5",
+    );
+    assert.ok(log.some((r) => r.kind === "eval" && "knn/w0.5" in r));
+    const config = JSON.parse(await Deno.readTextFile(join(dir, "a", "config.json")));
+    assert.equal(config.model.base_width, 4);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("resuming with a config that does not fit names the keys", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const r = await tinyPretrain(dir, tinyConfig(["--run.max_steps=2"]));
+    for (const t of r.state.values()) t.dispose();
+    await assert.rejects(
+      () => tinyPretrain(dir, tinyConfig(["--model.widths=1,0.25"]), "auto"),
+      /does not fit this config: model\.widths is \[1,0\.5\] there, \[1,0\.25\] here/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("SIGTERM mid-epoch stops cleanly with a loadable checkpoint", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("./fixtures/tiny_pretrain.ts", import.meta.url).pathname,
+        dir,
+        "--schedule.epochs=200",
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    // Wait until training is under way, then ask it to stop.
+    const metrics = join(dir, "metrics.jsonl");
+    for (
+      let i = 0;
+      i < 600 && readMetrics(metrics).filter((r) => r.kind === "train").length < 3;
+      i++
+    ) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    child.kill("SIGTERM");
+    const out = await child.output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const line = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
+    assert.equal(line.status, "interrupted");
+    assert.ok(line.step >= 3 && line.step < 200 * 8);
+    const rec = await readCheckpoint(line.checkpoint);
+    assert.equal(rec.step, line.step);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
