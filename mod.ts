@@ -15,3 +15,4 @@ export * from "./lib/optim.ts";
 export * as nn from "./lib/nn/mod.ts";
 export * as models from "./lib/models/mod.ts";
 export * as serialize from "./lib/serialize/mod.ts";
+export * as data from "./lib/data/mod.ts";

@@ -1,0 +1,187 @@
+/**
+ * Data for the tasks: opens the dataset a config names (providing Fashion-MNIST into the project
+ * cache when no root is given), adapts the shim-backed `Loader` to the trainer's `TwoViewSource`,
+ * and builds normalised in-memory splits for kNN and probes.
+ */
+import { join } from "node:path";
+import { cacheDir } from "../ffi/paths.ts";
+import {
+  type Batch,
+  type Dataset,
+  type EpochSummary,
+  ImageFolder,
+  loadCifar10,
+  loadCifar100,
+  Loader,
+  type LoaderOptions,
+  loadMnist,
+  loadStl10,
+  provideFashionMnist,
+  subset,
+  TensorDataset,
+} from "../data/mod.ts";
+import { ConfigError } from "../config/schema.ts";
+import { noGrad } from "../autograd.ts";
+import { scope } from "../scope.ts";
+import { cat, type Tensor, tensor } from "../tensor.ts";
+import type { LabeledSplit, TwoViews, TwoViewSource } from "./source.ts";
+
+/** Dataset settings shared by the task configs. */
+export interface DataSettings {
+  dataset: string;
+  root: string;
+  subset: number;
+}
+
+/** Opens a split; an empty root for Fashion-MNIST provides it into the project cache. */
+export async function openDataset(
+  d: DataSettings,
+  split: "train" | "test",
+  log: (msg: string) => void = console.error,
+): Promise<Dataset> {
+  let root = d.root;
+  if (!root && d.dataset === "fashion-mnist") {
+    const provided = await provideFashionMnist({ log });
+    root = provided.dir;
+  } else if (!root && d.dataset === "mnist") {
+    root = join(cacheDir(), "datasets", "mnist");
+  }
+  if (!root) throw new ConfigError(`'data.root' is required for dataset '${d.dataset}'`);
+  let ds: Dataset;
+  switch (d.dataset) {
+    case "fashion-mnist":
+    case "mnist":
+      ds = await loadMnist(root, { split, variant: d.dataset });
+      break;
+    case "cifar10":
+      ds = await loadCifar10(root, { split });
+      break;
+    case "cifar100":
+      ds = await loadCifar100(root, { split });
+      break;
+    case "stl10":
+      ds = await loadStl10(root, { split: split === "train" ? "train+unlabeled" : "test" });
+      break;
+    case "imagefolder":
+      ds = new ImageFolder(join(root, split === "train" ? "train" : "val"));
+      break;
+    default:
+      throw new ConfigError(
+        `'data.dataset: ${d.dataset}' is not wired into the tasks yet (use fashion-mnist, mnist, ` +
+          `cifar10, cifar100, stl10 or imagefolder; LMDB and RecordIO are readable from lib/data)`,
+      );
+  }
+  if (split === "train" && d.subset > 0) {
+    const opts = d.subset < 1
+      ? { fraction: d.subset, seed: 0 }
+      : { count: Math.floor(d.subset), seed: 0 };
+    return subset(ds, opts);
+  }
+  return ds;
+}
+
+/** The shim-backed loader as the trainer's two-view source. */
+export class LoaderSource implements TwoViewSource {
+  #it: globalThis.Generator<Batch, EpochSummary> | null = null;
+  constructor(readonly loader: Loader) {}
+  get stepsPerEpoch(): number {
+    return this.loader.batchesPerEpoch;
+  }
+  get batchSize(): number {
+    return this.loader.batchSize;
+  }
+  get waitSeconds(): number {
+    return this.loader.totalWaitMs / 1000;
+  }
+  startEpoch(epoch: number, skip: number): void {
+    this.#it?.return(undefined as unknown as EpochSummary);
+    this.#it = this.loader.epoch(epoch, { skip });
+  }
+  next(): Promise<TwoViews | null> {
+    const r = this.#it?.next();
+    if (!r || r.done) return Promise.resolve(null);
+    const b = r.value;
+    b.labels.dispose();
+    b.indices.dispose();
+    const [a, v] = b.views;
+    if (!v) {
+      throw new ConfigError(
+        "the recipe yields one view; contrastive pretraining needs a two-view recipe",
+      );
+    }
+    return Promise.resolve({ a, b: v });
+  }
+  close(): void {
+    this.#it?.return(undefined as unknown as EpochSummary);
+    this.#it = null;
+    this.loader.dispose();
+  }
+}
+
+/** A two-view loader over `ds`. */
+export function twoViewSource(ds: Dataset, o: LoaderOptions): LoaderSource {
+  return new LoaderSource(new Loader(ds, o));
+}
+
+/**
+ * A labelled split as normalised float images in memory (for kNN and probes): in-memory datasets
+ * are normalised directly (`limit` caps the count, seeded); others go through the eval recipe.
+ */
+export function labeledSplit(ds: Dataset, limit = 0, size?: number): LabeledSplit {
+  const n = limit > 0 ? Math.min(limit, ds.size) : ds.size;
+  if (ds instanceof TensorDataset && (!size || size === ds.imageSize)) {
+    const stats = ds.stats ?? { mean: [0.5], std: [0.5] };
+    return noGrad(() =>
+      scope(() => {
+        const idx = tensor(
+          Array.from({ length: n }, (_, i) => i === 0 ? 0 : Math.floor((i * ds.size) / n)),
+          [n],
+          { dtype: "int64" },
+        );
+        const x = ds.images.indexSelect(0, idx).to("float32").div(255);
+        const c = ds.channels;
+        const mean = tensor(stats.mean.slice(0, c), [1, c, 1, 1]);
+        const std = tensor(stats.std.slice(0, c), [1, c, 1, 1]);
+        const labels = tensor(
+          Array.from(idx.toArray() as BigInt64Array, (i) => ds.label(Number(i))),
+          [n],
+          {
+            dtype: "int64",
+          },
+        );
+        return {
+          images: x.sub(mean).div(std).keep(),
+          labels: labels.keep(),
+          numClasses: ds.classes.length,
+        };
+      })
+    );
+  }
+  const loader = new Loader(ds, {
+    batchSize: 256,
+    recipe: "eval",
+    size,
+    shuffle: false,
+    dropLast: false,
+  });
+  const images: Tensor[] = [];
+  const labels: Tensor[] = [];
+  try {
+    let count = 0;
+    for (const b of loader.epoch(0)) {
+      images.push(b.views[0]);
+      labels.push(b.labels);
+      b.indices.dispose();
+      count += b.labels.shape[0];
+      if (count >= n) break;
+    }
+    return scope(() => ({
+      images: cat(images).narrow(0, 0, Math.min(n, count)).contiguous().keep(),
+      labels: cat(labels).narrow(0, 0, Math.min(n, count)).contiguous().keep(),
+      numClasses: ds.classes.length,
+    }));
+  } finally {
+    for (const t of [...images, ...labels]) t.dispose();
+    loader.dispose();
+  }
+}

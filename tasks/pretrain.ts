@@ -1,0 +1,141 @@
+/**
+ * `deno task pretrain [--config RECIPE.yaml] [--section.key value …] [--resume PATH|auto]`:
+ * contrastive pretraining (SimCLR, MoCo v2, MoCo v3; plain with one width, slimmable with several),
+ * then kNN per width and a summary (table, `summary.json`, plots) in the run folder.
+ */
+import { join } from "node:path";
+import { commandHelp, parseCommandLine } from "../lib/config/cli.ts";
+import { PRETRAIN_SCHEMA, type PretrainConfig, validatePretrain } from "../lib/config/pretrain.ts";
+import { ConfigError } from "../lib/config/schema.ts";
+import { setNumThreads } from "../lib/device.ts";
+import { saveModel } from "../lib/models/model_file.ts";
+import { Generator, manualSeed } from "../lib/random.ts";
+import { buildMethod, buildOptimizer } from "../lib/train/build.ts";
+import { labeledSplit, openDataset, twoViewSource } from "../lib/train/data.ts";
+import { type PretrainResult, runPretrain } from "../lib/train/pretrain.ts";
+import { formatTable, widthRows, writeSummary } from "../lib/train/summary.ts";
+
+const USAGE =
+  "deno task pretrain [--config RECIPE.yaml] [--section.key value ...] [--resume PATH|auto]";
+const TASK_FLAGS = {
+  resume: "string",
+  "run-dir": "string",
+  help: "boolean",
+  quiet: "boolean",
+} as const;
+const TASK_HELP =
+  `  --resume PATH|auto  continue from a checkpoint ("auto": the newest in the run folder)
+  --run-dir DIR       the run folder (default: run.out/run.name)
+  --quiet             no live progress line
+  --help              this text`;
+
+/** What a pretraining task produced. */
+export interface PretrainOutcome {
+  runDir: string;
+  summaryPath: string;
+  result: PretrainResult;
+  config: PretrainConfig;
+}
+
+function runFolder(c: PretrainConfig, explicit?: string): string {
+  if (explicit) return explicit;
+  const name = c.run.name ||
+    `${c.method}-${c.model.arch}-${new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19)}`;
+  return join(c.run.out, name);
+}
+
+/** Runs pretraining from command-line arguments; returns the run folder and summary. */
+export async function pretrain(args: string[]): Promise<PretrainOutcome | null> {
+  const { config, flags } = parseCommandLine(PRETRAIN_SCHEMA, args, TASK_FLAGS);
+  if (flags.help) {
+    console.log(commandHelp(USAGE, TASK_HELP, PRETRAIN_SCHEMA));
+    return null;
+  }
+  validatePretrain(config);
+  const started = performance.now();
+  if (config.run.threads) setNumThreads(config.run.threads);
+  manualSeed(config.run.seed);
+  const runDir = runFolder(config, flags["run-dir"] as string | undefined);
+  const log = (m: string) => console.error(m);
+
+  const train = await openDataset(config.data, "train", log);
+  const test = await openDataset(config.data, "test", log);
+  if (train.channels !== config.model.in_channels) {
+    throw new ConfigError(
+      `'model.in_channels' is ${config.model.in_channels} but ${train.name} has ${train.channels}-channel images`,
+    );
+  }
+  const source = twoViewSource(train, {
+    batchSize: config.data.batch_size,
+    recipe: config.data.recipe,
+    size: config.data.image_size,
+    seed: config.run.seed,
+    threads: config.data.workers,
+  });
+  const knn = {
+    train: labeledSplit(train, config.run.knn_samples, config.data.image_size),
+    test: labeledSplit(test, 0, config.data.image_size),
+  };
+  const generator = new Generator(config.run.seed + 1);
+  const method = buildMethod(config, { generator });
+  const optimizer = buildOptimizer(config, method);
+  log(
+    `pretrain: ${config.method} ${config.model.arch} widths [${config.model.widths}] on ${train.name} ` +
+      `(${train.size} images, ${source.stepsPerEpoch} batches/epoch) → ${runDir}`,
+  );
+  try {
+    const resume = flags.resume as string | undefined;
+    const result = await runPretrain({
+      config,
+      runDir,
+      method,
+      optimizer,
+      source,
+      knn,
+      resume,
+      progress: !flags.quiet,
+    });
+    await saveModel(join(runDir, "model.pt"), method.encoder);
+    const rows = widthRows(method.encoder, config.data.image_size, result.knn);
+    const summaryPath = await writeSummary(runDir, {
+      task: "pretrain",
+      status: result.status,
+      dataset: train.name,
+      protocol: `kNN top-1, k=${config.run.knn_k}, t=${config.run.knn_t}, cosine, ${
+        knn.train.images.shape[0]
+      } bank images`,
+      widths: rows,
+      steps: result.step,
+      epochs: result.epoch,
+      wall_seconds: Number(((performance.now() - started) / 1000).toFixed(1)),
+      train_seconds: Number(result.wallSeconds.toFixed(1)),
+      data_wait_seconds: Number(result.dataWaitSeconds.toFixed(2)),
+      checkpoint: result.checkpoint,
+      model: join(runDir, "model.pt"),
+      config,
+    }, "kNN top-1 (%)");
+    console.log(formatTable(rows, "kNN top-1"));
+    return { runDir, summaryPath, result, config };
+  } finally {
+    source.close();
+    optimizer.dispose();
+    method.dispose();
+    generator.dispose();
+    for (const s of [knn.train, knn.test]) {
+      s.images.dispose();
+      s.labels.dispose();
+    }
+    train.dispose();
+    test.dispose();
+  }
+}
+
+if (import.meta.main) {
+  try {
+    const out = await pretrain(Deno.args);
+    if (out) console.log(out.summaryPath);
+  } catch (e) {
+    console.error(`pretrain: ${(e as Error).message}`);
+    Deno.exit(e instanceof ConfigError ? 2 : 1);
+  }
+}
