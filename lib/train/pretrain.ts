@@ -161,12 +161,7 @@ async function restore(
   return { step: Number(rec.step), knn };
 }
 
-function checkpointRecord(
-  run: PretrainRun,
-  step: number,
-  epoch: number,
-  knn: Map<number, number> | null,
-) {
+function checkpointRecord(run: PretrainRun, epoch: number, knn: Map<number, number> | null) {
   return scope(() => {
     const opt = run.optimizer.stateDict();
     try {
@@ -262,7 +257,7 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
     checkpoint = await ckpts.save(
       Math.floor(epochAt(step)),
       step,
-      checkpointRecord(run, step, epochAt(step), knn),
+      checkpointRecord(run, epochAt(step), knn),
     );
   };
   const evaluate = () => {
