@@ -91,7 +91,7 @@ async function fromPython(): Promise<LibTorch | string> {
   return `installed Python torch: ${tried.join("; ")}`;
 }
 
-async function fromWheelCache(): Promise<LibTorch | string> {
+export async function fromWheelCache(): Promise<LibTorch | string> {
   const dest = join(cacheDir(), "libtorch", WHEEL_SPEC.replace("==", "-"));
   if (existsSync(join(dest, "lib", "libtorch_cpu.so"))) return inspect(dest, "project cache");
   const wheels = join(cacheDir(), "wheels");

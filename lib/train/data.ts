@@ -153,6 +153,7 @@ export function labeledSplit(ds: Dataset, limit = 0, size?: number): LabeledSpli
           images: x.sub(mean).div(std).keep(),
           labels: labels.keep(),
           numClasses: ds.classes.length,
+          stats: { mean: stats.mean.slice(0, c), std: stats.std.slice(0, c) },
         };
       })
     );

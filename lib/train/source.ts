@@ -33,6 +33,8 @@ export interface LabeledSplit {
   images: Tensor;
   labels: Tensor;
   numClasses: number;
+  /** The per-channel normalisation applied to `images`, when known. */
+  stats?: { mean: readonly number[]; std: readonly number[] };
 }
 
 /**

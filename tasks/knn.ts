@@ -1,0 +1,149 @@
+/**
+ * `deno task knn --model RUN/model.pt [--section.key value …]`: weighted kNN (k=200, t=0.1,
+ * cosine) of every width of a pretrained slimmable network, plus the same protocol on raw pixels
+ * as the baseline. Prints a table and writes `knn.json` next to the model (or to `--out`).
+ */
+import { dirname, join } from "node:path";
+import { commandHelp, parseCommandLine } from "../lib/config/cli.ts";
+import { ConfigError, f, type Schema } from "../lib/config/schema.ts";
+import { setNumThreads } from "../lib/device.ts";
+import { knnAccuracy } from "../lib/eval/knn.ts";
+import { loadModel } from "../lib/models/model_file.ts";
+import { atomicWriteFile } from "../lib/serialize/fs.ts";
+import { scope } from "../lib/scope.ts";
+import { type Tensor, tensor } from "../lib/tensor.ts";
+import { labeledSplit, openDataset } from "../lib/train/data.ts";
+import { knnPerWidth } from "../lib/train/monitor.ts";
+import type { LabeledSplit } from "../lib/train/source.ts";
+import { formatTable, widthRows } from "../lib/train/summary.ts";
+
+/** Settings of `deno task knn`. */
+export const KNN_SCHEMA = {
+  data: {
+    dataset: f.str("fashion-mnist", "dataset", [
+      "fashion-mnist",
+      "mnist",
+      "cifar10",
+      "cifar100",
+      "stl10",
+      "imagefolder",
+    ]),
+    root: f.str("", "dataset folder (empty: the project cache for fashion-mnist)"),
+    image_size: f.int(28, "evaluation size", { min: 8 }),
+    subset: f.num(0, "unused by kNN (the bank is capped by knn.samples)", { min: 0 }),
+  },
+  knn: {
+    k: f.int(200, "neighbours", { min: 1 }),
+    t: f.num(0.1, "temperature", { min: 1e-4 }),
+    samples: f.int(0, "bank size cap (0: the whole training split)", { min: 0 }),
+    raw_pixels: f.bool(true, "also report kNN on raw pixels (the baseline)"),
+  },
+  run: { threads: f.int(0, "LibTorch threads (0: all cores)", { min: 0 }) },
+} as const satisfies Schema;
+
+const USAGE = "deno task knn --model PATH [--out FILE.json] [--section.key value ...]";
+const TASK_HELP = `  --model PATH        a model file (model.pt of a run) or a checkpoint
+  --out FILE          where to write the JSON (default: knn.json beside the model)
+  --help              this text`;
+
+/**
+ * kNN top-1 (0–1) on pixels under the same protocol: `raw` on pixel values in [0, 1] (the
+ * baseline the paper's kNN numbers are compared with), `standardized` on the normalised images.
+ */
+export function pixelKnn(
+  train: LabeledSplit,
+  test: LabeledSplit,
+  k: number,
+  t: number,
+): { raw: number | null; standardized: number } {
+  return scope(() => {
+    const acc = (a: Tensor, b: Tensor) =>
+      knnAccuracy(a.flatten(1), train.labels, b.flatten(1), test.labels, train.numClasses, {
+        k,
+        t,
+      });
+    const standardized = acc(train.images, test.images);
+    if (!train.stats) return { raw: null, standardized };
+    const c = train.images.shape[1];
+    const mean = tensor([...train.stats.mean], [1, c, 1, 1]);
+    const std = tensor([...train.stats.std], [1, c, 1, 1]);
+    const unit = (x: Tensor) => x.mul(std).add(mean);
+    return { raw: acc(unit(train.images), unit(test.images)), standardized };
+  });
+}
+
+/** Runs the kNN evaluation; returns the JSON written. */
+export async function knnTask(args: string[]): Promise<Record<string, unknown> | null> {
+  const { config, flags } = parseCommandLine(KNN_SCHEMA, args, {
+    model: "string",
+    out: "string",
+    help: "boolean",
+  });
+  if (flags.help) {
+    console.log(commandHelp(USAGE, TASK_HELP, KNN_SCHEMA));
+    return null;
+  }
+  if (!flags.model) throw new ConfigError("--model is required (see --help)");
+  if (config.run.threads) setNumThreads(config.run.threads);
+  const net = await loadModel(flags.model as string);
+  const train = await openDataset(config.data, "train");
+  const test = await openDataset(config.data, "test");
+  const bank = labeledSplit(train, config.knn.samples, config.data.image_size);
+  const queries = labeledSplit(test, 0, config.data.image_size);
+  try {
+    const acc = knnPerWidth(net, bank, queries, { k: config.knn.k, t: config.knn.t });
+    const rows = widthRows(net, config.data.image_size, acc);
+    console.log(formatTable(rows, "kNN top-1"));
+    const pixels = config.knn.raw_pixels
+      ? pixelKnn(bank, queries, config.knn.k, config.knn.t)
+      : null;
+    if (pixels) console.log(pixelLine(pixels));
+    const out = {
+      model: flags.model,
+      dataset: train.name,
+      protocol: {
+        k: config.knn.k,
+        t: config.knn.t,
+        similarity: "cosine",
+        bank: bank.images.shape[0],
+      },
+      widths: rows,
+      raw_pixels_top1: percent(pixels?.raw ?? null),
+      standardized_pixels_top1: percent(pixels?.standardized ?? null),
+    };
+    const path = (flags.out as string | undefined) ??
+      join(dirname(flags.model as string), "knn.json");
+    await atomicWriteFile(path, new TextEncoder().encode(JSON.stringify(out, null, 2) + "\n"));
+    return out;
+  } finally {
+    for (const s of [bank, queries]) {
+      s.images.dispose();
+      s.labels.dispose();
+    }
+    net.dispose();
+    train.dispose();
+    test.dispose();
+  }
+}
+
+if (import.meta.main) {
+  try {
+    await knnTask(Deno.args);
+  } catch (e) {
+    console.error(`knn: ${(e as Error).message}`);
+    Deno.exit(e instanceof ConfigError ? 2 : 1);
+  }
+}
+
+/** A fraction as a percentage with two decimals (null stays null). */
+export function percent(x: number | null): number | null {
+  return x === null ? null : Number((x * 100).toFixed(2));
+}
+
+/** One line describing the pixel baselines. */
+export function pixelLine(p: { raw: number | null; standardized: number }): string {
+  const raw = p.raw === null ? "" : `raw pixels ${(p.raw * 100).toFixed(2)}%, `;
+  return `pixel baselines, same protocol: ${raw}standardized pixels ${
+    (p.standardized * 100).toFixed(2)
+  }%`;
+}
