@@ -16,3 +16,4 @@ export * as nn from "./lib/nn/mod.ts";
 export * as models from "./lib/models/mod.ts";
 export * as serialize from "./lib/serialize/mod.ts";
 export * as data from "./lib/data/mod.ts";
+export * as ssl from "./lib/ssl/mod.ts";

@@ -97,5 +97,13 @@ export function mseDistill(student: Tensor, teacher: Tensor): Tensor {
  * reference's meaningless MoCo accuracy, spec §7 D2). A float32 scalar tensor, no gradient.
  */
 export function contrastiveTop1(logits: Tensor, labels: Tensor): Tensor {
-  return scope(() => logits.detach().argmax(1).eq(labels).to("float32").mean().mul(100));
+  // A row counts only when its positive beats every other logit strictly: with argmax, a collapsed
+  // embedding (all logits equal) would "hit" MoCo v2's positive at column 0 on every row.
+  return scope(() => {
+    const l = logits.detach();
+    const idx = labels.unsqueeze(1);
+    const positive = l.gather(1, idx).squeeze(1);
+    const [others] = l.scatter(1, idx, -Infinity).maxDim(1);
+    return positive.gt(others).to("float32").mean().mul(100);
+  });
 }
