@@ -1,0 +1,230 @@
+/**
+ * Linear evaluation of a pretrained slimmable backbone (spec §3.5): the backbone is frozen and kept
+ * in eval mode, each width gets its own linear classifier (`supervised_switch`), sub-width heads
+ * may learn by in-place distillation from the full width's predictions mixed with the labels, and
+ * afterwards every backbone weight and BN statistic is checked to be unchanged.
+ */
+import { noGrad } from "../autograd.ts";
+import * as F from "../functional.ts";
+import type { Dataset } from "../data/mod.ts";
+import { Loader } from "../data/mod.ts";
+import { SlimmableResNet } from "../models/slimmable_resnet.ts";
+import { SGD } from "../optim.ts";
+import { randperm } from "../random.ts";
+import { Generator } from "../random.ts";
+import { scope } from "../scope.ts";
+import type { Tensor } from "../tensor.ts";
+import { learningRate } from "./schedule.ts";
+import { extractFeatures } from "./monitor.ts";
+import type { LabeledSplit } from "./source.ts";
+
+/** Probe settings. */
+export interface ProbeOptions {
+  epochs: number;
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+  decay: "cosine" | "step";
+  milestones: readonly number[];
+  /** Sub-width heads learn from the full width's softened predictions. */
+  inplaceDistill: boolean;
+  /** With `inplaceDistill`: average the distillation and label losses (the paper's setting). */
+  mixed: boolean;
+  /** Sum (default) or average the per-width losses. */
+  reduce: "sum" | "mean";
+  batchSize: number;
+  seed: number;
+}
+
+/** A probe network: the pretrained backbone with one linear head per width. */
+export function probeNetwork(pretrained: SlimmableResNet, numClasses: number): SlimmableResNet {
+  const { head: _h, numClasses: _n, mlpDim: _m, ...rest } = pretrained.slimOptions;
+  const net = new SlimmableResNet({
+    ...rest,
+    widths: pretrained.widths,
+    head: "supervised_switch",
+    numClasses,
+  });
+  const backbone = new Map([...pretrained.stateDict()].filter(([k]) => !k.startsWith("fc.")));
+  const { missing } = net.loadStateDict(backbone, false);
+  const notHead = missing.filter((k) => !k.startsWith("fc."));
+  if (notHead.length) {
+    throw new Error(`the pretrained network lacks backbone keys: ${notHead.join(", ")}`);
+  }
+  for (const [name, p] of net.namedParameters()) p.requiresGrad = name.startsWith("fc.");
+  net.eval();
+  return net;
+}
+
+/** `−Σ p·log softmax(q)` averaged over the batch (CrossEntropyLossSoft). */
+export function softCrossEntropy(logits: Tensor, target: Tensor): Tensor {
+  return scope(() => logits.logSoftmax(1).mul(target).sum(1).mean().neg());
+}
+
+/** The probe loss over all widths' logits (widest first), spec §3.5. */
+export function probeLoss(
+  logits: Tensor[],
+  labels: Tensor,
+  o: Pick<ProbeOptions, "inplaceDistill" | "mixed" | "reduce">,
+): Tensor {
+  return scope(() => {
+    const teacher = logits[0].detach().softmax(1);
+    let total = F.crossEntropy(logits[0], labels);
+    for (const l of logits.slice(1)) {
+      let term: Tensor;
+      if (!o.inplaceDistill) term = F.crossEntropy(l, labels);
+      else if (o.mixed) term = softCrossEntropy(l, teacher).add(F.crossEntropy(l, labels)).mul(0.5);
+      else term = softCrossEntropy(l, teacher);
+      total = total.add(term);
+    }
+    return o.reduce === "mean" ? total.div(logits.length) : total;
+  });
+}
+
+/** Copies of every non-head state entry, to prove the probe left the backbone alone. */
+export function backboneSnapshot(net: SlimmableResNet): Map<string, Tensor> {
+  return new Map(
+    [...net.stateDict()].filter(([k]) => !k.startsWith("fc.")).map((
+      [k, t],
+    ) => [k, t.clone().keep()]),
+  );
+}
+
+/** Names of backbone entries that differ from `snapshot` (must be empty after a probe). */
+export function changedBackbone(net: SlimmableResNet, snapshot: Map<string, Tensor>): string[] {
+  const now = net.stateDict();
+  return [...snapshot].filter(([k, t]) => !now.get(k)!.equal(t)).map(([k]) => k);
+}
+
+/** Top-1 (0–1) per width on labelled, normalised images. */
+export function probeAccuracy(
+  net: SlimmableResNet,
+  test: LabeledSplit,
+  batch = 512,
+): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const w of net.widths) {
+    out.set(
+      w,
+      net.withWidth(w, () =>
+        noGrad(() =>
+          scope(() => {
+            let correct = 0;
+            for (let i = 0; i < test.images.shape[0]; i += batch) {
+              const n = Math.min(batch, test.images.shape[0] - i);
+              correct += net.forward(test.images.narrow(0, i, n)).argmax(1).eq(
+                test.labels.narrow(0, i, n),
+              ).sum().item();
+            }
+            return correct / test.images.shape[0];
+          })
+        )),
+    );
+  }
+  return out;
+}
+
+/**
+ * Trains the heads. With `cached` the backbone features are computed once per width (no
+ * augmentation: fast on a CPU); otherwise batches come from `loader` (the `linear` recipe) and the
+ * frozen backbone runs every step. Returns the mean loss of the last epoch.
+ */
+export function trainProbe(
+  net: SlimmableResNet,
+  o: ProbeOptions,
+  data: { cached: LabeledSplit } | { loader: Loader; dataset: Dataset },
+  onEpoch?: (epoch: number, loss: number) => void,
+): number {
+  const heads = net.parameters().filter((p) => p.requiresGrad);
+  const opt = new SGD(heads, { lr: o.lr, momentum: o.momentum, weight_decay: o.weightDecay });
+  const snapshot = backboneSnapshot(net);
+  let last = NaN;
+  try {
+    if ("cached" in data) {
+      const feats = net.widths.map((w) =>
+        net.withWidth(w, () => extractFeatures(net, data.cached.images).keep())
+      );
+      try {
+        const n = data.cached.images.shape[0];
+        const steps = Math.floor(n / o.batchSize);
+        const total = Math.max(1, Math.ceil(o.epochs * steps));
+        for (let step = 0, epoch = 0; step < total; epoch++) {
+          using g = new Generator(o.seed * 7919 + epoch);
+          using order = randperm(n, { generator: g });
+          let sum = 0, count = 0;
+          for (let b = 0; b < steps && step < total; b++, step++) {
+            opt.setLr(schedule(o, step, total, steps));
+            sum += scope(() => {
+              const idx = order.narrow(0, b * o.batchSize, o.batchSize);
+              const logits = net.widths.map((w, i) =>
+                net.withWidth(
+                  w,
+                  () =>
+                    (net.fc as unknown as { forward(x: Tensor): Tensor }).forward(
+                      feats[i].indexSelect(0, idx),
+                    ),
+                )
+              );
+              const loss = probeLoss(logits, data.cached.labels.indexSelect(0, idx), o);
+              opt.zeroGrad();
+              loss.backward();
+              opt.step();
+              return loss.item();
+            });
+            count++;
+          }
+          last = sum / Math.max(1, count);
+          onEpoch?.(epoch, last);
+        }
+      } finally {
+        feats.forEach((f) => f.dispose());
+      }
+    } else {
+      const steps = data.loader.batchesPerEpoch;
+      const total = Math.max(1, Math.ceil(o.epochs * steps));
+      for (let step = 0, epoch = 0; step < total; epoch++) {
+        let sum = 0, count = 0;
+        for (const batch of data.loader.epoch(epoch)) {
+          try {
+            if (step >= total) break;
+            opt.setLr(schedule(o, step, total, steps));
+            sum += scope(() => {
+              const logits = net.widths.map((w) =>
+                net.withWidth(w, () => net.forward(batch.views[0]))
+              );
+              const loss = probeLoss(logits, batch.labels, o);
+              opt.zeroGrad();
+              loss.backward();
+              opt.step();
+              return loss.item();
+            });
+            count++;
+            step++;
+          } finally {
+            batch.dispose();
+          }
+        }
+        last = sum / Math.max(1, count);
+        onEpoch?.(epoch, last);
+      }
+    }
+    const changed = changedBackbone(net, snapshot);
+    if (changed.length) {
+      throw new Error(`the probe changed the frozen backbone: ${changed.slice(0, 5).join(", ")}`);
+    }
+  } finally {
+    opt.dispose();
+    for (const t of snapshot.values()) t.dispose();
+  }
+  return last;
+}
+
+function schedule(o: ProbeOptions, step: number, total: number, stepsPerEpoch: number): number {
+  return learningRate({
+    lr: o.lr,
+    totalSteps: total,
+    kind: o.decay,
+    milestones: o.milestones,
+    stepsPerEpoch,
+  }, step);
+}

@@ -1,0 +1,158 @@
+/**
+ * `deno task probe --model RUN/model.pt [--section.key value …]`: linear evaluation of every width
+ * of a pretrained slimmable network (frozen backbone in eval mode, a linear head per width, optional
+ * in-place distillation), then top-1 per width on the test split. Writes `probe.json` and the
+ * probe network (`probe_model.pt`) into the run folder.
+ */
+import { dirname, join } from "node:path";
+import { commandHelp, parseCommandLine } from "../lib/config/cli.ts";
+import { ConfigError, f, type Schema } from "../lib/config/schema.ts";
+import { setNumThreads } from "../lib/device.ts";
+import { Loader } from "../lib/data/mod.ts";
+import { loadModel, saveModel } from "../lib/models/model_file.ts";
+import { manualSeed } from "../lib/random.ts";
+import { atomicWriteFile } from "../lib/serialize/fs.ts";
+import { labeledSplit, openDataset } from "../lib/train/data.ts";
+import { probeAccuracy, probeNetwork, trainProbe } from "../lib/train/probe.ts";
+import { formatTable, widthRows } from "../lib/train/summary.ts";
+
+/** Settings of `deno task probe`. */
+export const PROBE_SCHEMA = {
+  data: {
+    dataset: f.str("fashion-mnist", "dataset", [
+      "fashion-mnist",
+      "mnist",
+      "cifar10",
+      "cifar100",
+      "stl10",
+      "imagefolder",
+    ]),
+    root: f.str("", "dataset folder (empty: the project cache for fashion-mnist)"),
+    recipe: f.str("linear_small", "training augmentation (ignored with probe.cache_features)"),
+    image_size: f.int(28, "crop size", { min: 8 }),
+    batch_size: f.int(256, "batch size", { min: 1 }),
+    subset: f.num(0, "seeded subset of the training split: a fraction (<1) or a count", { min: 0 }),
+    workers: f.int(2, "augmentation threads", { min: 1 }),
+  },
+  probe: {
+    epochs: f.num(10, "epochs", { min: 0.001 }),
+    lr: f.num(0.5, "peak learning rate (60 for the paper's MoCo v2 ImageNet probe)", { min: 0 }),
+    momentum: f.num(0.9, "SGD momentum", { min: 0, max: 1 }),
+    weight_decay: f.num(0, "weight decay", { min: 0 }),
+    decay: f.str("cosine", "learning-rate decay", ["cosine", "step"]),
+    milestones: f.nums([], "step decay epochs", { min: 0 }),
+    inplace_distill: f.bool(true, "sub-width heads learn from the full width's predictions"),
+    mixed: f.bool(true, "with inplace_distill: average distillation and label losses"),
+    reduce: f.str("sum", "combine per-width losses", ["sum", "mean"]),
+    cache_features: f.bool(true, "compute frozen features once (no augmentation; fast on CPUs)"),
+  },
+  run: {
+    seed: f.int(0, "random seed", { min: 0 }),
+    threads: f.int(0, "LibTorch threads (0: all cores)", { min: 0 }),
+  },
+} as const satisfies Schema;
+
+const USAGE = "deno task probe --model PATH [--out DIR] [--section.key value ...]";
+const TASK_HELP =
+  `  --model PATH        a model file (model.pt of a run), a checkpoint or an official .pth.tar
+  --out DIR           where to write probe.json and the heads (default: beside the model)
+  --help              this text`;
+
+/** Runs the linear probe; returns the JSON written. */
+export async function probe(args: string[]): Promise<Record<string, unknown> | null> {
+  const { config: c, flags } = parseCommandLine(PROBE_SCHEMA, args, {
+    model: "string",
+    out: "string",
+    help: "boolean",
+  });
+  if (flags.help) {
+    console.log(commandHelp(USAGE, TASK_HELP, PROBE_SCHEMA));
+    return null;
+  }
+  if (!flags.model) throw new ConfigError("--model is required (see --help)");
+  if (c.run.threads) setNumThreads(c.run.threads);
+  manualSeed(c.run.seed);
+  const pretrained = await loadModel(flags.model as string);
+  const train = await openDataset(c.data, "train");
+  const test = await openDataset(c.data, "test");
+  const net = probeNetwork(pretrained, train.classes.length);
+  pretrained.dispose();
+  const testSplit = labeledSplit(test, 0, c.data.image_size);
+  const outDir = (flags.out as string | undefined) ?? dirname(flags.model as string);
+  const o = {
+    epochs: c.probe.epochs,
+    lr: c.probe.lr,
+    momentum: c.probe.momentum,
+    weightDecay: c.probe.weight_decay,
+    decay: c.probe.decay as "cosine" | "step",
+    milestones: c.probe.milestones,
+    inplaceDistill: c.probe.inplace_distill,
+    mixed: c.probe.mixed,
+    reduce: c.probe.reduce as "sum" | "mean",
+    batchSize: c.data.batch_size,
+    seed: c.run.seed,
+  };
+  const started = performance.now();
+  try {
+    const log = (e: number, loss: number) =>
+      console.error(`probe: epoch ${e + 1} loss ${loss.toFixed(4)}`);
+    if (c.probe.cache_features) {
+      const cached = labeledSplit(train, 0, c.data.image_size);
+      try {
+        trainProbe(net, o, { cached }, log);
+      } finally {
+        cached.images.dispose();
+        cached.labels.dispose();
+      }
+    } else {
+      const loader = new Loader(train, {
+        batchSize: c.data.batch_size,
+        recipe: c.data.recipe,
+        size: c.data.image_size,
+        seed: c.run.seed,
+        threads: c.data.workers,
+      });
+      try {
+        trainProbe(net, o, { loader, dataset: train }, log);
+      } finally {
+        loader.dispose();
+      }
+    }
+    const acc = probeAccuracy(net, testSplit);
+    const rows = widthRows(net, c.data.image_size, acc);
+    console.log(formatTable(rows, "probe top-1"));
+    const out = {
+      model: flags.model,
+      dataset: train.name,
+      protocol: c.probe.cache_features
+        ? "linear probe on cached frozen features"
+        : `linear probe, ${c.data.recipe}`,
+      widths: rows,
+      backbone_unchanged: true,
+      seconds: Number(((performance.now() - started) / 1000).toFixed(1)),
+      config: c,
+    };
+    await Deno.mkdir(outDir, { recursive: true });
+    await atomicWriteFile(
+      join(outDir, "probe.json"),
+      new TextEncoder().encode(JSON.stringify(out, null, 2) + "\n"),
+    );
+    await saveModel(join(outDir, "probe_model.pt"), net);
+    return out;
+  } finally {
+    testSplit.images.dispose();
+    testSplit.labels.dispose();
+    net.dispose();
+    train.dispose();
+    test.dispose();
+  }
+}
+
+if (import.meta.main) {
+  try {
+    await probe(Deno.args);
+  } catch (e) {
+    console.error(`probe: ${(e as Error).message}`);
+    Deno.exit(e instanceof ConfigError ? 2 : 1);
+  }
+}

@@ -1,0 +1,87 @@
+import assert from "node:assert/strict";
+import { F, liveHandles, manualSeed, models, noGrad, randn, scope } from "../mod.ts";
+import { Generator, randint } from "../lib/random.ts";
+import {
+  probeAccuracy,
+  probeLoss,
+  probeNetwork,
+  softCrossEntropy,
+  trainProbe,
+} from "../lib/train/probe.ts";
+
+Deno.test("probe loss: CE at full width plus ½(softCE to the full width + CE) per sub-width", () => {
+  scope(() => {
+    const g = new Generator(4);
+    const logits = [randn([5, 3], { generator: g }), randn([5, 3], { generator: g })];
+    const y = randint(0, 3, [5], { generator: g });
+    const t = logits[0].softmax(1);
+    const expected = F.crossEntropy(logits[0], y).item() +
+      0.5 * (softCrossEntropy(logits[1], t).item() + F.crossEntropy(logits[1], y).item());
+    const got = probeLoss(logits, y, { inplaceDistill: true, mixed: true, reduce: "sum" }).item();
+    assert.ok(Math.abs(got - expected) < 1e-6);
+    // Soft CE against a one-hot target is plain CE.
+    const onehot = y.oneHot(3).to("float32");
+    assert.ok(
+      Math.abs(softCrossEntropy(logits[1], onehot).item() - F.crossEntropy(logits[1], y).item()) <
+        1e-6,
+    );
+    const plain = probeLoss(logits, y, { inplaceDistill: false, mixed: false, reduce: "mean" })
+      .item();
+    assert.ok(
+      Math.abs(
+        plain - (F.crossEntropy(logits[0], y).item() + F.crossEntropy(logits[1], y).item()) / 2,
+      ) < 1e-6,
+    );
+    g.dispose();
+  });
+});
+
+Deno.test("probe trains the heads only, leaves every backbone weight and BN statistic alone", () => {
+  manualSeed(2);
+  const pretrained = new models.SlimmableResNet({
+    arch: "resnet18",
+    stem: "small",
+    inChannels: 1,
+    baseWidth: 8,
+    widths: [1, 0.5],
+    head: "mocov2_slim",
+    numClasses: 8,
+  });
+  // Give the BNs non-trivial statistics first.
+  scope(() => void noGrad(() => pretrained.forwardWidths(randn([16, 1, 8, 8]))));
+  const net = probeNetwork(pretrained, 2);
+  pretrained.dispose();
+  const before = liveHandles().handles;
+  scope(() => {
+    // Two classes told apart by the sign of the mean pixel.
+    const g = new Generator(9);
+    const y = randint(0, 2, [64], { generator: g });
+    const x = randn([64, 1, 8, 8], { generator: g }).mul(0.3).add(
+      y.to("float32").mul(2).sub(1).view(64, 1, 1, 1),
+    );
+    const split = { images: x, labels: y, numClasses: 2 };
+    const loss = trainProbe(net, {
+      epochs: 20,
+      lr: 0.5,
+      momentum: 0.9,
+      weightDecay: 0,
+      decay: "cosine",
+      milestones: [],
+      inplaceDistill: true,
+      mixed: true,
+      reduce: "sum",
+      batchSize: 16,
+      seed: 0,
+    }, { cached: split });
+    assert.ok(Number.isFinite(loss));
+    const acc = probeAccuracy(net, split);
+    for (const [w, a] of acc) assert.ok(a > 0.9, `width ${w}: ${a}`);
+    g.dispose();
+  });
+  assert.equal(liveHandles().handles, before);
+  // trainProbe throws if anything outside fc.* changed; also check the frozen flags.
+  for (const [name, p] of net.namedParameters()) {
+    assert.equal(p.requiresGrad, name.startsWith("fc."), name);
+  }
+  net.dispose();
+});
