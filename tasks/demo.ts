@@ -23,7 +23,7 @@ export async function demo(args: string[] = []): Promise<string | null> {
     join(PROJECT_ROOT, "runs"),
     ...args,
   ]);
-  if (!out) return null;
+  if (!out || out.result.status === "interrupted") return null;
   const { config } = out;
   const train = await openDataset(config.data, "train");
   const test = await openDataset(config.data, "test");

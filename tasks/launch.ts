@@ -75,8 +75,10 @@ function denoTask(name: string): Task | null {
 /** The per-rank command for the target, after running a task's dependencies once. */
 async function resolve(target: string, rest: string[]): Promise<string[]> {
   const deno = Deno.execPath();
-  if (/\.(ts|mts|tsx|js|mjs|jsx)$/.test(target) && existsSync(target)) {
-    return [deno, "run", "--allow-all", target, ...rest];
+  if (/\.(ts|mts|tsx|js|mjs|jsx)$/.test(target)) {
+    // `deno task` runs from the project root; INIT_CWD is where the user typed the command
+    const here = [target, join(Deno.env.get("INIT_CWD") ?? ".", target)].find((p) => existsSync(p));
+    if (here) return [deno, "run", "--allow-all", here, ...rest];
   }
   const task = denoTask(target);
   if (task === null) return [target, ...rest];

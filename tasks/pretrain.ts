@@ -95,6 +95,13 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
       resume,
       progress: !flags.quiet,
     });
+    if (result.status === "interrupted") {
+      log(
+        `pretrain: stopped by a signal at step ${result.step}; checkpoint ${result.checkpoint}. ` +
+          `Continue with --resume auto --run-dir ${runDir}`,
+      );
+      return { runDir, summaryPath: "", result, config };
+    }
     await saveModel(join(runDir, "model.pt"), method.encoder);
     const rows = widthRows(method.encoder, config.data.image_size, result.knn);
     const summaryPath = await writeSummary(runDir, {
@@ -133,7 +140,8 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
 if (import.meta.main) {
   try {
     const out = await pretrain(Deno.args);
-    if (out) console.log(out.summaryPath);
+    if (out?.summaryPath) console.log(out.summaryPath);
+    if (out?.result.status === "interrupted") Deno.exit(130);
   } catch (e) {
     console.error(`pretrain: ${(e as Error).message}`);
     Deno.exit(e instanceof ConfigError ? 2 : 1);

@@ -61,8 +61,11 @@ export function softCrossEntropy(logits: Tensor, target: Tensor): Tensor {
   return scope(() => logits.logSoftmax(1).mul(target).sum(1).mean().neg());
 }
 
-/** The probe loss over all widths' logits (widest first), spec §3.5. */
-export function probeLoss(
+/**
+ * The loss over all widths' logits (widest first): CE at the full width; per sub-width CE, soft CE
+ * to the full width's predictions (in-place distillation), or their mean (`mixed`, spec §3.5).
+ */
+export function slimmableClassificationLoss(
   logits: Tensor[],
   labels: Tensor,
   o: Pick<ProbeOptions, "inplaceDistill" | "mixed" | "reduce">,
@@ -165,7 +168,11 @@ export function trainProbe(
                     ),
                 )
               );
-              const loss = probeLoss(logits, data.cached.labels.indexSelect(0, idx), o);
+              const loss = slimmableClassificationLoss(
+                logits,
+                data.cached.labels.indexSelect(0, idx),
+                o,
+              );
               opt.zeroGrad();
               loss.backward();
               opt.step();
@@ -192,7 +199,7 @@ export function trainProbe(
               const logits = net.widths.map((w) =>
                 net.withWidth(w, () => net.forward(batch.views[0]))
               );
-              const loss = probeLoss(logits, batch.labels, o);
+              const loss = slimmableClassificationLoss(logits, batch.labels, o);
               opt.zeroGrad();
               loss.backward();
               opt.step();

@@ -1,0 +1,90 @@
+/**
+ * `deno task pipeline [pretrain flags …]`: pretrain → kNN → linear probe → report, each step a
+ * `deno task` run through dax, so every stage is the same command a user would type. Dataset flags
+ * (`--data.*`) are passed to every stage. Writes `report.md` and `report.json` in the run folder
+ * and prints the report's path last.
+ */
+import { $ } from "dax";
+import { dirname, join } from "node:path";
+import { atomicWriteFile } from "../lib/serialize/fs.ts";
+
+interface WidthRow {
+  width: number;
+  params: number;
+  macs: number;
+  top1: number | null;
+}
+
+/** The data flags every stage shares, in `--key=value` form. */
+function dataFlags(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (!/^--data\.(dataset|root|image_size)(=|$)/.test(a)) continue;
+    out.push(a.includes("=") ? a : `${a}=${args[++i]}`);
+  }
+  return out;
+}
+
+/** Runs the pipeline; returns the report's path. */
+export async function pipeline(args: string[], probeArgs: string[] = []): Promise<string> {
+  const deno = Deno.execPath();
+  const lastLine = (text: string) => text.trim().split("\n").pop()!;
+  const summaryPath = lastLine(await $`${deno} run -A tasks/pretrain.ts ${args} --quiet`.text());
+  const runDir = dirname(summaryPath);
+  const model = join(runDir, "model.pt");
+  const data = dataFlags(args);
+  await $`${deno} run -A tasks/knn.ts --model ${model} ${data}`;
+  await $`${deno} run -A tasks/probe.ts --model ${model} ${data} ${probeArgs}`;
+  const summary = JSON.parse(await Deno.readTextFile(summaryPath));
+  const knn = JSON.parse(await Deno.readTextFile(join(runDir, "knn.json")));
+  const probe = JSON.parse(await Deno.readTextFile(join(runDir, "probe.json")));
+  const rows = (summary.widths as WidthRow[]).map((w, i) => ({
+    width: w.width,
+    params: w.params,
+    macs: w.macs,
+    knn_top1: (knn.widths as WidthRow[])[i]?.top1 ?? null,
+    probe_top1: (probe.widths as WidthRow[])[i]?.top1 ?? null,
+  }));
+  const report = {
+    run: runDir,
+    dataset: summary.dataset,
+    method: summary.config.method,
+    raw_pixels_knn_top1: knn.raw_pixels_top1,
+    widths: rows,
+  };
+  const md = [
+    `# slimclr report: ${summary.config.method} on ${summary.dataset}`,
+    "",
+    `Run folder: \`${runDir}\`. kNN: k=${knn.protocol.k}, t=${knn.protocol.t}, cosine; raw pixels ` +
+    `under the same protocol: ${knn.raw_pixels_top1 ?? "n/a"}%. Probe: ${probe.protocol}.`,
+    "",
+    "| width | params | MACs | kNN top-1 | probe top-1 |",
+    "|---|---|---|---|---|",
+    ...rows.map((r) =>
+      `| ×${r.width} | ${(r.params / 1e6).toFixed(3)}M | ${(r.macs / 1e6).toFixed(2)}M | ` +
+      `${r.knn_top1 ?? "-"}% | ${r.probe_top1 ?? "-"}% |`
+    ),
+    "",
+  ].join("\n");
+  await atomicWriteFile(
+    join(runDir, "report.json"),
+    new TextEncoder().encode(JSON.stringify(report, null, 2) + "\n"),
+  );
+  const path = join(runDir, "report.md");
+  await atomicWriteFile(path, new TextEncoder().encode(md));
+  return path;
+}
+
+if (import.meta.main) {
+  const split = Deno.args.indexOf("--probe");
+  const [args, probeArgs] = split < 0
+    ? [Deno.args, []]
+    : [Deno.args.slice(0, split), Deno.args.slice(split + 1)];
+  try {
+    console.log(await pipeline(args, probeArgs));
+  } catch (e) {
+    console.error(`pipeline: ${(e as Error).message}`);
+    Deno.exit(1);
+  }
+}

@@ -1,0 +1,263 @@
+/**
+ * `deno task supervised [--config RECIPE.yaml] [--section.key value …]`: slimmable supervised
+ * training (every width on every batch; sub-widths optionally learn by in-place distillation from
+ * the full width, spec §3.2), checkpoints with resume, and top-1 per width on the test split.
+ * `--test-only --model PATH` evaluates a saved model instead.
+ */
+import { join } from "node:path";
+import { commandHelp, parseCommandLine } from "../lib/config/cli.ts";
+import { ConfigError, f, type Schema } from "../lib/config/schema.ts";
+import { setNumThreads } from "../lib/device.ts";
+import { Loader } from "../lib/data/mod.ts";
+import { loadModel, modelRecord, saveModel } from "../lib/models/model_file.ts";
+import { SlimmableResNet } from "../lib/models/slimmable_resnet.ts";
+import { type ResNetArch } from "../lib/models/resnet.ts";
+import { clipGradNorm, SGD } from "../lib/optim.ts";
+import { manualSeed } from "../lib/random.ts";
+import { scope } from "../lib/scope.ts";
+import { fromRaw, toRaw } from "../lib/serialize/tensors.ts";
+import type { RawTensor } from "../lib/serialize/raw.ts";
+import type { Tensor } from "../lib/tensor.ts";
+import { CheckpointManager, readCheckpoint } from "../lib/train/checkpoint.ts";
+import { labeledSplit, openDataset } from "../lib/train/data.ts";
+import { probeAccuracy, slimmableClassificationLoss } from "../lib/train/probe.ts";
+import { learningRate } from "../lib/train/schedule.ts";
+import { MetricsLog, Progress } from "../lib/log/progress.ts";
+import { formatTable, widthRows, writeSummary } from "../lib/train/summary.ts";
+
+/** Settings of `deno task supervised`. */
+export const SUPERVISED_SCHEMA = {
+  model: {
+    arch: f.str("resnet18", "backbone", [
+      "resnet18",
+      "resnet34",
+      "resnet50",
+      "resnet101",
+      "resnet152",
+    ]),
+    stem: f.str("small", "stem", ["imagenet", "small"]),
+    in_channels: f.int(1, "input channels", { min: 1 }),
+    base_width: f.int(16, "stem channels at width 1", { min: 4 }),
+    widths: f.nums([1, 0.75, 0.5, 0.25], "widths, strictly descending", { min: 0.01, max: 1 }),
+    head: f.str("supervised", "classifier: shared slimmable or private per width", [
+      "supervised",
+      "supervised_switch",
+    ]),
+    inplace_distill: f.bool(false, "sub-widths learn from the full width's predictions"),
+  },
+  data: {
+    dataset: f.str("fashion-mnist", "dataset", [
+      "fashion-mnist",
+      "mnist",
+      "cifar10",
+      "cifar100",
+      "stl10",
+      "imagefolder",
+    ]),
+    root: f.str("", "dataset folder (empty: the project cache for fashion-mnist)"),
+    recipe: f.str("supervised_small", "augmentation recipe"),
+    image_size: f.int(28, "crop size", { min: 8 }),
+    batch_size: f.int(128, "batch size", { min: 1 }),
+    subset: f.num(0, "seeded subset: a fraction (<1) or a count", { min: 0 }),
+    workers: f.int(2, "augmentation threads", { min: 1 }),
+  },
+  optim: {
+    lr: f.num(0.1, "peak learning rate", { min: 0 }),
+    momentum: f.num(0.9, "SGD momentum", { min: 0, max: 1 }),
+    weight_decay: f.num(1e-4, "weight decay", { min: 0 }),
+    nesterov: f.bool(false, "Nesterov momentum"),
+    clip_grad: f.num(0, "clip the global gradient norm (0: off)", { min: 0 }),
+  },
+  schedule: {
+    epochs: f.num(1, "epochs", { min: 0.001 }),
+    warmup_epochs: f.num(0, "linear warm-up epochs", { min: 0 }),
+    decay: f.str("cosine", "learning-rate decay", ["cosine", "step"]),
+    milestones: f.nums([], "step decay epochs", { min: 0 }),
+  },
+  run: {
+    out: f.str("runs", "folder that holds run folders"),
+    name: f.str("supervised", "run folder name"),
+    seed: f.int(0, "random seed", { min: 0 }),
+    threads: f.int(0, "LibTorch threads (0: all cores)", { min: 0 }),
+    keep_last: f.int(2, "checkpoints kept", { min: 1 }),
+  },
+} as const satisfies Schema;
+
+const USAGE =
+  "deno task supervised [--config RECIPE.yaml] [--section.key value ...] [--resume auto]";
+const TASK_HELP = `  --resume auto|PATH  continue from a checkpoint of the run folder
+  --test-only         evaluate --model PATH on the test split instead of training
+  --model PATH        the model to evaluate with --test-only
+  --help              this text`;
+
+/** Trains (or evaluates) a slimmable classifier; returns the summary path. */
+export async function supervised(args: string[]): Promise<string | null> {
+  const { config: c, flags } = parseCommandLine(SUPERVISED_SCHEMA, args, {
+    resume: "string",
+    "test-only": "boolean",
+    model: "string",
+    help: "boolean",
+  });
+  if (flags.help) {
+    console.log(commandHelp(USAGE, TASK_HELP, SUPERVISED_SCHEMA));
+    return null;
+  }
+  if (c.run.threads) setNumThreads(c.run.threads);
+  manualSeed(c.run.seed);
+  const test = await openDataset(c.data, "test");
+  const testSplit = labeledSplit(test, 0, c.data.image_size);
+  const runDir = join(c.run.out, c.run.name);
+  if (flags["test-only"]) {
+    if (!flags.model) throw new ConfigError("--test-only needs --model PATH");
+    const net = await loadModel(flags.model as string);
+    try {
+      const rows = widthRows(net, c.data.image_size, probeAccuracy(net, testSplit));
+      console.log(formatTable(rows, "top-1"));
+      return null;
+    } finally {
+      net.dispose();
+      testSplit.images.dispose();
+      testSplit.labels.dispose();
+      test.dispose();
+    }
+  }
+  const train = await openDataset(c.data, "train");
+  const net = new SlimmableResNet({
+    arch: c.model.arch as ResNetArch,
+    stem: c.model.stem as "imagenet" | "small",
+    inChannels: c.model.in_channels,
+    baseWidth: c.model.base_width,
+    widths: c.model.widths,
+    head: c.model.head as "supervised" | "supervised_switch",
+    numClasses: train.classes.length,
+    zeroInitResidual: true,
+  });
+  const opt = new SGD(net.parameters(), {
+    lr: c.optim.lr,
+    momentum: c.optim.momentum,
+    weight_decay: c.optim.weight_decay,
+    nesterov: c.optim.nesterov,
+  });
+  const loader = new Loader(train, {
+    batchSize: c.data.batch_size,
+    recipe: c.data.recipe,
+    size: c.data.image_size,
+    seed: c.run.seed,
+    threads: c.data.workers,
+  });
+  const ckpts = new CheckpointManager(join(runDir, "checkpoints"), c.run.keep_last);
+  await Deno.mkdir(runDir, { recursive: true });
+  const metrics = new MetricsLog(join(runDir, "metrics.jsonl"));
+  const started = performance.now();
+  try {
+    const perEpoch = loader.batchesPerEpoch;
+    const total = Math.max(1, Math.ceil(c.schedule.epochs * perEpoch));
+    let step = 0;
+    const resume = flags.resume === "auto"
+      ? ckpts.latest()?.path
+      : flags.resume as string | undefined;
+    if (resume) step = await restore(resume, net, opt);
+    const progress = new Progress(total);
+    while (step < total) {
+      const epoch = Math.floor(step / perEpoch);
+      for (const batch of loader.epoch(epoch, { skip: step - epoch * perEpoch })) {
+        try {
+          if (step >= total) break;
+          const lr = learningRate({
+            lr: c.optim.lr,
+            totalSteps: total,
+            warmupSteps: Math.round(c.schedule.warmup_epochs * perEpoch),
+            kind: c.schedule.decay as "cosine" | "step",
+            milestones: c.schedule.milestones,
+            stepsPerEpoch: perEpoch,
+          }, step);
+          opt.setLr(lr);
+          const loss = scope(() => {
+            const logits = net.widths.map((w) =>
+              net.withWidth(w, () => net.forward(batch.views[0]))
+            );
+            const l = slimmableClassificationLoss(logits, batch.labels, {
+              inplaceDistill: c.model.inplace_distill,
+              mixed: false,
+              reduce: "sum",
+            });
+            opt.zeroGrad();
+            l.backward();
+            if (c.optim.clip_grad > 0) clipGradNorm(net.parameters(), c.optim.clip_grad);
+            opt.step();
+            return l.item();
+          });
+          step++;
+          progress.update(step, step / perEpoch, { loss, lr }, step * c.data.batch_size);
+          if (step % 10 === 0) {
+            metrics.write({ kind: "train", step, epoch: step / perEpoch, loss, lr });
+          }
+        } finally {
+          batch.dispose();
+        }
+      }
+      await ckpts.save(Math.floor(step / perEpoch), step, {
+        model: modelRecord(net),
+        optimizer: optimizerRecord(opt),
+      });
+    }
+    progress.done();
+    const rows = widthRows(net, c.data.image_size, probeAccuracy(net, testSplit));
+    console.log(formatTable(rows, "top-1"));
+    await saveModel(join(runDir, "model.pt"), net);
+    return await writeSummary(runDir, {
+      task: "supervised",
+      dataset: train.name,
+      widths: rows,
+      steps: step,
+      wall_seconds: Number(((performance.now() - started) / 1000).toFixed(1)),
+      config: c,
+    }, "top-1 (%)");
+  } finally {
+    metrics.close();
+    loader.dispose();
+    opt.dispose();
+    net.dispose();
+    train.dispose();
+    testSplit.images.dispose();
+    testSplit.labels.dispose();
+    test.dispose();
+  }
+}
+
+function optimizerRecord(opt: SGD): Record<string, unknown> {
+  const sd = opt.stateDict();
+  const state = new Map<number, Record<string, unknown>>();
+  for (const [k, v] of Object.entries(sd.state)) {
+    state.set(Number(k), Object.fromEntries(Object.entries(v).map(([n, t]) => [n, toRaw(t)])));
+    for (const t of Object.values(v)) t.dispose();
+  }
+  return { state, param_groups: sd.param_groups };
+}
+
+async function restore(path: string, net: SlimmableResNet, opt: SGD): Promise<number> {
+  const rec = await readCheckpoint(path);
+  const model = (rec.model as Record<string, unknown>).state_dict as Map<string, RawTensor>;
+  scope(() => net.loadStateDict(new Map([...model].map(([k, r]) => [k, fromRaw(r)]))));
+  const o = rec.optimizer as {
+    state: Map<number, Record<string, RawTensor>>;
+    param_groups: Record<string, unknown>[];
+  };
+  const state: Record<number, Record<string, Tensor>> = {};
+  for (const [k, v] of o.state) {
+    state[Number(k)] = Object.fromEntries(Object.entries(v).map(([n, r]) => [n, fromRaw(r)]));
+  }
+  opt.loadStateDict({ state, param_groups: o.param_groups });
+  for (const v of Object.values(state)) for (const t of Object.values(v)) t.dispose();
+  return Number(rec.step);
+}
+
+if (import.meta.main) {
+  try {
+    const path = await supervised(Deno.args);
+    if (path) console.log(path);
+  } catch (e) {
+    console.error(`supervised: ${(e as Error).message}`);
+    Deno.exit(e instanceof ConfigError ? 2 : 1);
+  }
+}
