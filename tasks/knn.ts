@@ -6,6 +6,7 @@
 import { dirname, join } from "node:path";
 import { commandHelp, parseCommandLine } from "../lib/config/cli.ts";
 import { ConfigError, f, type Schema } from "../lib/config/schema.ts";
+import { dataSection, threadsField } from "../lib/config/sections.ts";
 import { setNumThreads } from "../lib/device.ts";
 import { knnAccuracy } from "../lib/eval/knn.ts";
 import { loadModel } from "../lib/models/model_file.ts";
@@ -19,26 +20,14 @@ import { formatTable, widthRows } from "../lib/train/summary.ts";
 
 /** Settings of `deno task knn`. */
 export const KNN_SCHEMA = {
-  data: {
-    dataset: f.str("fashion-mnist", "dataset", [
-      "fashion-mnist",
-      "mnist",
-      "cifar10",
-      "cifar100",
-      "stl10",
-      "imagefolder",
-    ]),
-    root: f.str("", "dataset folder (empty: the project cache for fashion-mnist)"),
-    image_size: f.int(28, "evaluation size", { min: 8 }),
-    subset: f.num(0, "unused by kNN (the bank is capped by knn.samples)", { min: 0 }),
-  },
+  data: dataSection("eval_small", 256),
   knn: {
     k: f.int(200, "neighbours", { min: 1 }),
     t: f.num(0.1, "temperature", { min: 1e-4 }),
     samples: f.int(0, "bank size cap (0: the whole training split)", { min: 0 }),
     raw_pixels: f.bool(true, "also report kNN on raw pixels (the baseline)"),
   },
-  run: { threads: f.int(0, "LibTorch threads (0: all cores)", { min: 0 }) },
+  run: { threads: threadsField() },
 } as const satisfies Schema;
 
 const USAGE = "deno task knn --model PATH [--out FILE.json] [--section.key value ...]";

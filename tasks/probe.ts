@@ -7,6 +7,7 @@
 import { dirname, join } from "node:path";
 import { commandHelp, parseCommandLine } from "../lib/config/cli.ts";
 import { ConfigError, f, type Schema } from "../lib/config/schema.ts";
+import { dataSection, seedField, threadsField } from "../lib/config/sections.ts";
 import { setNumThreads } from "../lib/device.ts";
 import { Loader } from "../lib/data/mod.ts";
 import { loadModel, saveModel } from "../lib/models/model_file.ts";
@@ -18,22 +19,7 @@ import { formatTable, widthRows } from "../lib/train/summary.ts";
 
 /** Settings of `deno task probe`. */
 export const PROBE_SCHEMA = {
-  data: {
-    dataset: f.str("fashion-mnist", "dataset", [
-      "fashion-mnist",
-      "mnist",
-      "cifar10",
-      "cifar100",
-      "stl10",
-      "imagefolder",
-    ]),
-    root: f.str("", "dataset folder (empty: the project cache for fashion-mnist)"),
-    recipe: f.str("linear_small", "training augmentation (ignored with probe.cache_features)"),
-    image_size: f.int(28, "crop size", { min: 8 }),
-    batch_size: f.int(256, "batch size", { min: 1 }),
-    subset: f.num(0, "seeded subset of the training split: a fraction (<1) or a count", { min: 0 }),
-    workers: f.int(2, "augmentation threads", { min: 1 }),
-  },
+  data: dataSection("linear_small", 256),
   probe: {
     epochs: f.num(10, "epochs", { min: 0.001 }),
     lr: f.num(0.5, "peak learning rate (60 for the paper's MoCo v2 ImageNet probe)", { min: 0 }),
@@ -47,8 +33,8 @@ export const PROBE_SCHEMA = {
     cache_features: f.bool(true, "compute frozen features once (no augmentation; fast on CPUs)"),
   },
   run: {
-    seed: f.int(0, "random seed", { min: 0 }),
-    threads: f.int(0, "LibTorch threads (0: all cores)", { min: 0 }),
+    seed: seedField(),
+    threads: threadsField(),
   },
 } as const satisfies Schema;
 

@@ -7,6 +7,7 @@
 import { join } from "node:path";
 import { commandHelp, parseCommandLine } from "../lib/config/cli.ts";
 import { ConfigError, f, type Schema } from "../lib/config/schema.ts";
+import { backboneFields, dataSection, seedField, threadsField } from "../lib/config/sections.ts";
 import { setNumThreads } from "../lib/device.ts";
 import { Loader } from "../lib/data/mod.ts";
 import { loadModel, modelRecord, saveModel } from "../lib/models/model_file.ts";
@@ -28,39 +29,14 @@ import { formatTable, widthRows, writeSummary } from "../lib/train/summary.ts";
 /** Settings of `deno task supervised`. */
 export const SUPERVISED_SCHEMA = {
   model: {
-    arch: f.str("resnet18", "backbone", [
-      "resnet18",
-      "resnet34",
-      "resnet50",
-      "resnet101",
-      "resnet152",
-    ]),
-    stem: f.str("small", "stem", ["imagenet", "small"]),
-    in_channels: f.int(1, "input channels", { min: 1 }),
-    base_width: f.int(16, "stem channels at width 1", { min: 4 }),
-    widths: f.nums([1, 0.75, 0.5, 0.25], "widths, strictly descending", { min: 0.01, max: 1 }),
+    ...backboneFields(),
     head: f.str("supervised", "classifier: shared slimmable or private per width", [
       "supervised",
       "supervised_switch",
     ]),
     inplace_distill: f.bool(false, "sub-widths learn from the full width's predictions"),
   },
-  data: {
-    dataset: f.str("fashion-mnist", "dataset", [
-      "fashion-mnist",
-      "mnist",
-      "cifar10",
-      "cifar100",
-      "stl10",
-      "imagefolder",
-    ]),
-    root: f.str("", "dataset folder (empty: the project cache for fashion-mnist)"),
-    recipe: f.str("supervised_small", "augmentation recipe"),
-    image_size: f.int(28, "crop size", { min: 8 }),
-    batch_size: f.int(128, "batch size", { min: 1 }),
-    subset: f.num(0, "seeded subset: a fraction (<1) or a count", { min: 0 }),
-    workers: f.int(2, "augmentation threads", { min: 1 }),
-  },
+  data: dataSection("supervised_small", 128),
   optim: {
     lr: f.num(0.1, "peak learning rate", { min: 0 }),
     momentum: f.num(0.9, "SGD momentum", { min: 0, max: 1 }),
@@ -77,8 +53,8 @@ export const SUPERVISED_SCHEMA = {
   run: {
     out: f.str("runs", "folder that holds run folders"),
     name: f.str("supervised", "run folder name"),
-    seed: f.int(0, "random seed", { min: 0 }),
-    threads: f.int(0, "LibTorch threads (0: all cores)", { min: 0 }),
+    seed: seedField(),
+    threads: threadsField(),
     keep_last: f.int(2, "checkpoints kept", { min: 1 }),
   },
 } as const satisfies Schema;

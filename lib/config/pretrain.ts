@@ -3,32 +3,13 @@
  * `configs/` are YAML documents of this shape; any key can be overridden with `--section.key value`.
  */
 import { ConfigError, type ConfigOf, f, type Schema } from "./schema.ts";
+import { backboneFields, dataSection, seedField, threadsField } from "./sections.ts";
 
 /** Every setting of `deno task pretrain`. */
 export const PRETRAIN_SCHEMA = {
   method: f.str("mocov2", "contrastive method", ["mocov2", "mocov3", "simclr"]),
   model: {
-    arch: f.str("resnet18", "backbone", [
-      "resnet18",
-      "resnet34",
-      "resnet50",
-      "resnet101",
-      "resnet152",
-    ]),
-    stem: f.str("small", "stem: imagenet (7×7/2 + max-pool) or small (3×3/1)", [
-      "imagenet",
-      "small",
-    ]),
-    in_channels: f.int(1, "input channels", { min: 1 }),
-    base_width: f.int(16, "channels of the stem at width 1 (64 in the paper)", { min: 4 }),
-    widths: f.nums(
-      [1, 0.75, 0.5, 0.25],
-      "widths, strictly descending; one width trains the plain method",
-      {
-        min: 0.01,
-        max: 1,
-      },
-    ),
+    ...backboneFields(),
     overlap: f.bool(true, "sub-networks share leading channels (false: disjoint bands, spec §2.2)"),
     zero_init_residual: f.bool(false, "zero the last BN γ of every residual block"),
   },
@@ -86,26 +67,7 @@ export const PRETRAIN_SCHEMA = {
     teacher_t: f.num(5, "teacher temperature of SEED distillation", { min: 1e-4 }),
     full_distill: f.bool(false, "each sub-network learns from all larger ones"),
   },
-  data: {
-    dataset: f.str("fashion-mnist", "dataset", [
-      "fashion-mnist",
-      "mnist",
-      "cifar10",
-      "cifar100",
-      "stl10",
-      "imagefolder",
-      "lmdb",
-      "recordio",
-    ]),
-    root: f.str("", "dataset folder (empty: the project cache for fashion-mnist)"),
-    recipe: f.str("mocov2_small", "augmentation recipe"),
-    image_size: f.int(28, "crop size", { min: 8 }),
-    batch_size: f.int(256, "batch size per process", { min: 2 }),
-    subset: f.num(0, "use a seeded subset: a fraction (<1) or a count (≥1); 0 uses everything", {
-      min: 0,
-    }),
-    workers: f.int(2, "augmentation threads", { min: 1 }),
-  },
+  data: dataSection("mocov2_small", 256),
   optim: {
     name: f.str("sgd", "optimizer", ["sgd", "lars", "adamw"]),
     lr: f.num(0.06, "peak learning rate", { min: 0 }),
@@ -128,9 +90,9 @@ export const PRETRAIN_SCHEMA = {
   run: {
     out: f.str("runs", "folder that holds run folders"),
     name: f.str("", "run folder name (empty: method-arch-timestamp)"),
-    seed: f.int(0, "random seed", { min: 0 }),
+    seed: seedField(),
     device: f.str("auto", "device", ["auto", "cpu", "cuda"]),
-    threads: f.int(0, "LibTorch threads (0: all cores)", { min: 0 }),
+    threads: threadsField(),
     ckpt_every: f.num(1, "checkpoint every N epochs (fractional allowed); always at the end", {
       min: 0,
     }),
@@ -156,6 +118,9 @@ export function validatePretrain(c: PretrainConfig, worldSize = 1): void {
     if (!(w[i] < w[i - 1])) {
       throw new ConfigError(`'model.widths' must be strictly descending, got [${w}]`);
     }
+  }
+  if (c.data.batch_size < 2) {
+    throw new ConfigError("'data.batch_size' must be at least 2 for contrastive pretraining");
   }
   if (c.method === "mocov2") {
     const global = c.data.batch_size * worldSize;

@@ -1,0 +1,56 @@
+/** Schema pieces shared by the tasks' configs, so each setting is declared once. */
+import { f } from "./schema.ts";
+
+/** Datasets the tasks can open (see `lib/train/data.ts`). */
+export const DATASETS = [
+  "fashion-mnist",
+  "mnist",
+  "cifar10",
+  "cifar100",
+  "stl10",
+  "imagefolder",
+] as const;
+
+/** Backbones. */
+export const ARCHS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"] as const;
+
+/** The `data` section; `recipe` and `batch_size` defaults differ per task. */
+export function dataSection(recipe: string, batchSize: number) {
+  return {
+    dataset: f.str("fashion-mnist", "dataset", DATASETS),
+    root: f.str("", "dataset folder (empty: the project cache for fashion-mnist)"),
+    recipe: f.str(recipe, "augmentation recipe"),
+    image_size: f.int(28, "crop size", { min: 8 }),
+    batch_size: f.int(batchSize, "batch size per process", { min: 1 }),
+    subset: f.num(0, "use a seeded subset: a fraction (<1) or a count (≥1); 0 uses everything", {
+      min: 0,
+    }),
+    workers: f.int(2, "augmentation threads", { min: 1 }),
+  };
+}
+
+/** The backbone part of a `model` section. */
+export function backboneFields() {
+  return {
+    arch: f.str("resnet18", "backbone", ARCHS),
+    stem: f.str("small", "stem: imagenet (7×7/2 + max-pool) or small (3×3/1)", [
+      "imagenet",
+      "small",
+    ]),
+    in_channels: f.int(1, "input channels", { min: 1 }),
+    base_width: f.int(16, "channels of the stem at width 1 (64 in the paper)", { min: 4 }),
+    widths: f.nums(
+      [1, 0.75, 0.5, 0.25],
+      "widths, strictly descending; one width trains the plain network",
+      {
+        min: 0.01,
+        max: 1,
+      },
+    ),
+  };
+}
+
+/** LibTorch threads. */
+export const threadsField = () => f.int(0, "LibTorch threads (0: all cores)", { min: 0 });
+/** The random seed. */
+export const seedField = () => f.int(0, "random seed", { min: 0 });
