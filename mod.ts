@@ -17,3 +17,4 @@ export * as models from "./lib/models/mod.ts";
 export * as serialize from "./lib/serialize/mod.ts";
 export * as data from "./lib/data/mod.ts";
 export * as ssl from "./lib/ssl/mod.ts";
+export * as dist from "./lib/dist/mod.ts";

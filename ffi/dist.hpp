@@ -32,6 +32,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -44,6 +45,12 @@ using ms = std::chrono::milliseconds;
 
 inline std::vector<uint8_t> bytes(const std::string& s) { return {s.begin(), s.end()}; }
 inline std::string text(const std::vector<uint8_t>& v) { return {v.begin(), v.end()}; }
+
+// An exception's message without LibTorch's C++ backtrace.
+inline std::string brief(const std::exception& e) {
+  if (auto* c = dynamic_cast<const c10::Error*>(&e)) return c->what_without_backtrace();
+  return e.what();
+}
 
 // One heartbeat record: a counter that the heartbeat thread advances, the number of collectives
 // the rank has entered and the name of the last one.
@@ -58,6 +65,73 @@ inline Beat parse_beat(const std::string& s) {
   in >> b.counter >> b.seq >> b.op;
   return b;
 }
+inline std::string beat_key(int r) { return "hb/" + std::to_string(r); }
+
+// Every other rank's heartbeat. Throws when the store cannot be reached.
+inline std::map<int, Beat> read_beats(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size) {
+  std::map<int, Beat> out;
+  for (int r = 0; r < size; ++r) {
+    if (r == rank || !store->check({beat_key(r)})) continue;
+    out[r] = parse_beat(text(store->get(beat_key(r))));
+  }
+  return out;
+}
+
+// read_beats on a helper thread, given up after `limit`: a frozen store host never answers. The
+// helper owns its references, so it may outlive the group.
+inline std::optional<std::map<int, Beat>> read_beats_within(c10::intrusive_ptr<c10d::Store> store, int rank,
+                                                            int size, ms limit) {
+  auto task = std::make_shared<std::packaged_task<std::map<int, Beat>()>>(
+      [store, rank, size] { return read_beats(store, rank, size); });
+  auto result = task->get_future();
+  std::thread([task] { (*task)(); }).detach();
+  if (result.wait_for(limit) != std::future_status::ready) return std::nullopt;
+  return result.get();
+}
+
+// The heartbeat: a detached thread that publishes "<counter> <seq> <op>" under hb/<rank> every
+// `period` until stopped. It shares this state with the group and owns its store connection, so
+// a store that hangs can never block the group's teardown; a store that fails ends it quietly.
+struct Heartbeat {
+  c10::intrusive_ptr<c10d::Store> store;
+  int rank = 0;
+  ms period{1000};
+  std::atomic<int64_t> seq{0};
+  std::atomic<const char*> op{"init"};
+  std::mutex m;
+  std::condition_variable cv;
+  bool stop = false, finished = false;
+
+  static void start(const std::shared_ptr<Heartbeat>& hb) {
+    std::thread([hb] {
+      int64_t counter = 0;
+      std::unique_lock<std::mutex> lock(hb->m);
+      while (!hb->stop) {
+        lock.unlock();
+        try {
+          const std::string v =
+              std::to_string(++counter) + " " + std::to_string(hb->seq.load()) + " " + hb->op.load();
+          hb->store->set(beat_key(hb->rank), bytes(v));
+        } catch (...) {
+          lock.lock();
+          break;
+        }
+        lock.lock();
+        hb->cv.wait_for(lock, hb->period, [&] { return hb->stop; });
+      }
+      hb->finished = true;
+      hb->cv.notify_all();
+    }).detach();
+  }
+
+  // Asks the thread to end and waits for it a little (it may be stuck on a frozen store).
+  void halt() {
+    std::unique_lock<std::mutex> lock(m);
+    stop = true;
+    cv.notify_all();
+    cv.wait_for(lock, period * 2, [&] { return finished; });
+  }
+};
 }  // namespace dist_detail
 
 // Names of the backends this build can create.
@@ -72,65 +146,19 @@ inline bool dist_has_backend(const std::string& name) {
 }
 
 struct DistGroup {
-  c10::intrusive_ptr<c10d::Store> store;     // prefixed per run
-  c10::intrusive_ptr<c10d::Store> hb_store;  // separate connection for the heartbeat thread
+  c10::intrusive_ptr<c10d::Store> store;  // prefixed per run
   c10::intrusive_ptr<c10d::Backend> backend;
+  std::shared_ptr<dist_detail::Heartbeat> hb;
   std::string backend_name, host;
   int port = 0, rank = 0, size = 1;
   dist_detail::ms timeout{0}, heartbeat{1000};
-  std::atomic<int64_t> seq{0};
-  std::atomic<const char*> op{"init"};
   std::string broken;  // set after a failed collective: the group refuses further work
-
-  std::thread hb_thread;
-  std::mutex hb_mutex;
-  std::condition_variable hb_cv;
-  bool hb_stop = false;
+  std::vector<Tensor> buffers;  // flat bucket buffers, reused across collectives
 
   std::string where() const {
     return "rank " + std::to_string(rank) + " of " + std::to_string(size) + " (" + backend_name + ")";
   }
-  std::string beat_key(int r) const { return "hb/" + std::to_string(r); }
-
-  // Publishes a heartbeat every `heartbeat` until stopped; a store that went away ends it quietly.
-  void start_heartbeat() {
-    hb_thread = std::thread([this] {
-      int64_t counter = 0;
-      std::unique_lock<std::mutex> lock(hb_mutex);
-      while (!hb_stop) {
-        lock.unlock();
-        try {
-          const std::string v = std::to_string(++counter) + " " + std::to_string(seq.load()) + " " + op.load();
-          hb_store->set(beat_key(rank), dist_detail::bytes(v));
-        } catch (...) {
-          return;
-        }
-        lock.lock();
-        hb_cv.wait_for(lock, heartbeat, [this] { return hb_stop; });
-      }
-    });
-  }
-
-  void stop_heartbeat() {
-    {
-      std::lock_guard<std::mutex> lock(hb_mutex);
-      hb_stop = true;
-    }
-    hb_cv.notify_all();
-    if (hb_thread.joinable()) hb_thread.join();
-  }
-
-  // Reads every other rank's heartbeat; throws when the store cannot be reached.
-  std::map<int, dist_detail::Beat> read_beats() {
-    std::map<int, dist_detail::Beat> out;
-    for (int r = 0; r < size; ++r) {
-      if (r == rank) continue;
-      const std::string key = beat_key(r);
-      if (!store->check({key})) continue;
-      out[r] = dist_detail::parse_beat(dist_detail::text(store->get(key)));
-    }
-    return out;
-  }
+  int64_t seq() const { return hb ? hb->seq.load() : 0; }
 
   // Explains a failed collective on one line (TorchError keeps the first line as its message):
   // which ranks stopped beating (died or froze), which are alive but have not entered collective
@@ -138,14 +166,22 @@ struct DistGroup {
   std::string diagnose(const char* name, int64_t mine, const std::string& cause) {
     std::ostringstream head;
     head << "slimclr.dist: " << name << " (collective #" << mine << ") failed on " << where() << ": ";
-    std::map<int, dist_detail::Beat> a, b;
+    const auto limit = std::max(dist_detail::ms(2000), heartbeat * 3);
+    std::optional<std::map<int, dist_detail::Beat>> a, b;
+    std::string store_error = "no answer within " + std::to_string(limit.count()) + " ms";
     try {
-      a = read_beats();
-      std::this_thread::sleep_for(heartbeat * 5 / 2);
-      b = read_beats();
+      a = dist_detail::read_beats_within(store, rank, size, limit);
+      if (a) {
+        std::this_thread::sleep_for(heartbeat * 5 / 2);
+        b = dist_detail::read_beats_within(store, rank, size, limit);
+      }
     } catch (const std::exception& e) {
+      a.reset();
+      store_error = dist_detail::brief(e);
+    }
+    if (!a || !b) {
       head << "rank 0 (host of the rendezvous store at " << host << ":" << port
-           << ") is unreachable: it died or its host is down\ncause: " << cause << "\nstore: " << e.what();
+           << ") is unreachable: it died, froze or its host is down\ncause: " << cause << "\nstore: " << store_error;
       return head.str();
     }
     std::vector<std::string> findings;
@@ -153,13 +189,13 @@ struct DistGroup {
     for (int r = 0; r < size; ++r) {
       if (r == rank) continue;
       const std::string who = "rank " + std::to_string(r);
-      if (!b.count(r)) {
+      if (!b->count(r)) {
         findings.push_back(who + " never published a heartbeat");
         continue;
       }
-      const auto& now = b[r];
+      const auto& now = b->at(r);
       const std::string last = now.op + " #" + std::to_string(now.seq);
-      if (a.count(r) && a[r].counter == now.counter) {
+      if (a->count(r) && a->at(r).counter == now.counter) {
         findings.push_back(who + " stopped responding (no heartbeat for " + silent +
                            " ms: the process died or froze; its last heartbeat was in " + last + ")");
       } else if (now.seq < mine) {
@@ -180,12 +216,12 @@ struct DistGroup {
   template <class F>
   void collective(const char* name, F&& body) {
     if (!broken.empty()) throw std::runtime_error("slimclr.dist: the process group failed earlier: " + broken);
-    const int64_t mine = ++seq;
-    op.store(name);
+    const int64_t mine = ++hb->seq;
+    hb->op.store(name);
     try {
       body();
     } catch (const std::exception& e) {
-      broken = diagnose(name, mine, e.what());
+      broken = diagnose(name, mine, dist_detail::brief(e));
       throw std::runtime_error(broken);
     }
   }
@@ -204,26 +240,26 @@ inline bool is_loopback(const std::string& host) {
   return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
 }
 
-// Waits until every rank has published its join key; names the ranks that never arrived.
+// Waits (server-side, one request) until every rank has published its join key; on timeout,
+// names the ranks that never arrived.
 inline void join_ranks(DistGroup& g) {
-  g.store->set("join/" + std::to_string(g.rank), dist_detail::bytes("1"));
-  const auto deadline = dist_detail::Clock::now() + g.timeout;
+  std::vector<std::string> keys;
+  for (int r = 0; r < g.size; ++r) keys.push_back("join/" + std::to_string(r));
+  g.store->set(keys[g.rank], dist_detail::bytes("1"));
+  try {
+    g.store->wait(keys, g.timeout);
+    return;
+  } catch (const std::exception&) {
+  }
   std::vector<int> missing;
-  while (true) {
-    missing.clear();
-    for (int r = 0; r < g.size; ++r) {
-      if (!g.store->check({"join/" + std::to_string(r)})) missing.push_back(r);
-    }
-    if (missing.empty()) return;
-    if (dist_detail::Clock::now() > deadline) break;
-    std::this_thread::sleep_for(dist_detail::ms(20));
+  for (int r = 0; r < g.size; ++r) {
+    if (!g.store->check({keys[r]})) missing.push_back(r);
   }
   std::ostringstream msg;
   msg << "slimclr.dist: rank " << g.rank << " waited " << g.timeout.count() << " ms at " << g.host << ":"
       << g.port << " but rank" << (missing.size() > 1 ? "s" : "");
   for (size_t i = 0; i < missing.size(); ++i) msg << (i ? ", " : " ") << missing[i];
-  msg << (missing.size() > 1 ? " never joined" : " never joined")
-      << " (check WORLD_SIZE, MASTER_ADDR and MASTER_PORT, and that every rank started)";
+  msg << " never joined (check WORLD_SIZE, MASTER_ADDR and MASTER_PORT, and that every rank started)";
   throw std::runtime_error(msg.str());
 }
 
@@ -294,16 +330,19 @@ inline void* dist_init(const std::string& backend, const std::string& host, int3
   } catch (const std::exception& e) {
     throw std::runtime_error("slimclr.dist: rank " + std::to_string(rank) + " could not " +
                              (so.isServer ? "serve" : "reach") + " the rendezvous store at " + host +
-                             ":" + std::to_string(port) + ": " + e.what());
+                             ":" + std::to_string(port) + ": " + dist_detail::brief(e));
   }
   g->store = c10::make_intrusive<c10d::PrefixStore>(prefix, tcp);
-  g->hb_store = c10::make_intrusive<c10d::PrefixStore>(prefix, tcp->clone());
-  g->start_heartbeat();
+  g->hb = std::make_shared<dist_detail::Heartbeat>();
+  g->hb->store = c10::make_intrusive<c10d::PrefixStore>(prefix, tcp->clone());
+  g->hb->rank = rank;
+  g->hb->period = g->heartbeat;
+  dist_detail::Heartbeat::start(g->hb);
   try {
     join_ranks(*g);
     g->backend = make_backend(*g, device);
   } catch (...) {
-    g->stop_heartbeat();
+    g->hb->halt();
     throw;
   }
   return g.release();
@@ -312,9 +351,8 @@ inline void* dist_init(const std::string& backend, const std::string& host, int3
 inline void dist_destroy(void* p) {
   auto* g = static_cast<DistGroup*>(p);
   if (!g) return;
-  g->stop_heartbeat();
+  g->hb->halt();
   g->backend.reset();
-  g->hb_store.reset();
   g->store.reset();
   delete g;
 }
@@ -341,13 +379,26 @@ inline std::vector<std::vector<size_t>> buckets_of(const std::vector<Tensor>& xs
   return out;
 }
 
-// A contiguous buffer for one bucket: the tensor itself when it is alone and contiguous.
-inline Tensor flatten_bucket(const std::vector<Tensor>& xs, const std::vector<size_t>& idx) {
+// A contiguous buffer for bucket `k`: the tensor itself when it is alone and contiguous, else the
+// group's cached buffer for that bucket (reallocated when the size, dtype or device changes), so
+// that a training loop does not allocate and page in a gradient-sized buffer every step.
+inline Tensor flatten_bucket(DistGroup& g, size_t k, const std::vector<Tensor>& xs, const std::vector<size_t>& idx) {
   if (idx.size() == 1 && xs[idx[0]].is_contiguous()) return xs[idx[0]].view({-1});
   std::vector<Tensor> flat;
   flat.reserve(idx.size());
-  for (size_t i : idx) flat.push_back(xs[i].reshape({-1}));
-  return at::cat(flat);
+  int64_t n = 0;
+  for (size_t i : idx) {
+    flat.push_back(xs[i].reshape({-1}));
+    n += xs[i].numel();
+  }
+  if (g.buffers.size() <= k) g.buffers.resize(k + 1);
+  Tensor& buf = g.buffers[k];
+  const auto& like = xs[idx[0]];
+  if (!buf.defined() || buf.numel() != n || buf.scalar_type() != like.scalar_type() || buf.device() != like.device()) {
+    buf = at::empty({n}, like.options());
+  }
+  at::cat_out(buf, flat);
+  return buf;
 }
 
 inline void unflatten_bucket(const Tensor& flat, const std::vector<Tensor>& xs, const std::vector<size_t>& idx) {
@@ -370,13 +421,17 @@ inline void dist_all_reduce(void* p, const std::vector<Tensor>& xs, int32_t op, 
     std::vector<Tensor> flats;
     std::vector<c10::intrusive_ptr<c10d::Work>> works;
     for (const auto& b : buckets) {
-      std::vector<Tensor> one{flatten_bucket(xs, b)};
+      std::vector<Tensor> one{flatten_bucket(g, flats.size(), xs, b)};
       works.push_back(g.backend->allreduce(one));
       flats.push_back(one[0]);
     }
     for (size_t k = 0; k < buckets.size(); ++k) {
       DistGroup::wait(works[k]);
-      if (op == 1) flats[k].div_(g.size);
+      if (op == 1 && at::isIntegralType(flats[k].scalar_type(), /*includeBool=*/true)) {
+        flats[k].div_(g.size, "trunc");  // integer average, rounded toward zero
+      } else if (op == 1) {
+        flats[k].div_(g.size);
+      }
       unflatten_bucket(flats[k], xs, buckets[k]);
     }
   });
@@ -426,7 +481,7 @@ inline void dist_broadcast(void* p, const std::vector<Tensor>& xs, int64_t src, 
     c10d::BroadcastOptions opts;
     opts.rootRank = src;
     for (const auto& b : buckets) {
-      std::vector<Tensor> one{flatten_bucket(xs, b)};
+      std::vector<Tensor> one{flatten_bucket(g, flats.size(), xs, b)};
       works.push_back(g.backend->broadcast(one, opts));
       flats.push_back(one[0]);
     }

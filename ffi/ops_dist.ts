@@ -25,7 +25,7 @@ export const DIST_OPS = {
     "dist_init(backend, host, port, rank, world, timeout_ms, heartbeat_ms, agent_store, prefix, dev)",
   ),
   dist_destroy: op(["P g"], "void", "dist_destroy(g);"),
-  dist_seq: op(["P g"], "i64", "group_ref(g).seq.load()"),
+  dist_seq: op(["P g"], "i64", "group_ref(g).seq()"),
   dist_barrier: op(["P g"], "void", "dist_barrier(g);"),
   dist_broadcast: op(
     ["P g", "T[] xs", "i64 src", "i64 bucket_bytes"],

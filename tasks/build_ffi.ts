@@ -168,9 +168,41 @@ function cudaIncludes(t: LibTorch): string[] {
   return found ? [found] : [];
 }
 
+/**
+ * Gloo headers for c10d's ProcessGroupGloo.hpp (LibTorch ships the Gloo symbols in libtorch_cpu,
+ * not the headers): SLIMCLR_GLOO_INCLUDE, <cache>/gloo/usr/include, or Debian's libgloo-dev.
+ */
+export function glooInclude(): string | null {
+  const candidates = [
+    Deno.env.get("SLIMCLR_GLOO_INCLUDE"),
+    join(cacheDir(), "gloo", "usr", "include"),
+    "/usr/include",
+  ];
+  return candidates.find((p) => p && existsSync(join(p, "gloo", "config.h"))) ?? null;
+}
+
+/** nccl.h for ProcessGroupNCCL (CUDA builds): SLIMCLR_NCCL_INCLUDE, pip's nvidia packages, CUDA. */
+export function ncclInclude(t: LibTorch): string | null {
+  const nvidia = join(t.root, "..", "nvidia");
+  const pip = existsSync(nvidia)
+    ? [...Deno.readDirSync(nvidia)].map((e) => join(nvidia, e.name, "include"))
+    : [];
+  const cudaHome = Deno.env.get("CUDA_HOME");
+  const candidates = [
+    Deno.env.get("SLIMCLR_NCCL_INCLUDE"),
+    ...pip,
+    cudaHome && join(cudaHome, "include"),
+    "/usr/local/cuda/include",
+    "/usr/include",
+  ];
+  return candidates.find((p) => p && existsSync(join(p, "nccl.h"))) ?? null;
+}
+
 /** Compiler flags for a LibTorch. */
 export function compileFlags(t: LibTorch, genDir: string): string[] {
   const cuda = t.cuda ? cudaIncludes(t) : [];
+  const gloo = glooInclude();
+  const nccl = cuda.length ? ncclInclude(t) : null;
   return [
     "-std=c++20",
     "-O2",
@@ -179,6 +211,8 @@ export function compileFlags(t: LibTorch, genDir: string): string[] {
     "-fvisibility=hidden",
     "-D_GLIBCXX_USE_CXX11_ABI=1",
     ...(cuda.length ? ["-DSLIMCLR_WITH_CUDA"] : []),
+    ...(gloo ? ["-DSLIMCLR_WITH_GLOO", ...(gloo === "/usr/include" ? [] : [`-I${gloo}`])] : []),
+    ...(nccl ? ["-DSLIMCLR_WITH_NCCL", ...(nccl === "/usr/include" ? [] : [`-I${nccl}`])] : []),
     `-I${join(PROJECT_ROOT, "ffi")}`,
     `-I${genDir}`,
     ...t.include.map((i) => `-I${i}`),

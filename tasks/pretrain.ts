@@ -11,7 +11,7 @@ import { setNumThreads } from "../lib/device.ts";
 import { saveModel } from "../lib/models/model_file.ts";
 import { Generator, manualSeed } from "../lib/random.ts";
 import { buildMethod, buildOptimizer } from "../lib/train/build.ts";
-import { labeledSplit, openDataset, twoViewSource } from "../lib/train/data.ts";
+import { labeledSplit, openDataset, recipeFor, twoViewSource } from "../lib/train/data.ts";
 import { type PretrainResult, runPretrain } from "../lib/train/pretrain.ts";
 import { formatTable, widthRows, writeSummary } from "../lib/train/summary.ts";
 
@@ -67,8 +67,7 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
   }
   const source = twoViewSource(train, {
     batchSize: config.data.batch_size,
-    recipe: config.data.recipe,
-    size: config.data.image_size,
+    recipe: recipeFor(train, config.data.recipe, config.data.image_size, config.data.crop_min),
     seed: config.run.seed,
     threads: config.data.workers,
   });

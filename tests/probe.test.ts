@@ -3,8 +3,8 @@ import { F, liveHandles, manualSeed, models, noGrad, randn, scope } from "../mod
 import { Generator, randint } from "../lib/random.ts";
 import {
   probeAccuracy,
-  probeLoss,
   probeNetwork,
+  slimmableClassificationLoss,
   softCrossEntropy,
   trainProbe,
 } from "../lib/train/probe.ts";
@@ -17,7 +17,11 @@ Deno.test("probe loss: CE at full width plus ½(softCE to the full width + CE) p
     const t = logits[0].softmax(1);
     const expected = F.crossEntropy(logits[0], y).item() +
       0.5 * (softCrossEntropy(logits[1], t).item() + F.crossEntropy(logits[1], y).item());
-    const got = probeLoss(logits, y, { inplaceDistill: true, mixed: true, reduce: "sum" }).item();
+    const got = slimmableClassificationLoss(logits, y, {
+      inplaceDistill: true,
+      mixed: true,
+      reduce: "sum",
+    }).item();
     assert.ok(Math.abs(got - expected) < 1e-6);
     // Soft CE against a one-hot target is plain CE.
     const onehot = y.oneHot(3).to("float32");
@@ -25,7 +29,11 @@ Deno.test("probe loss: CE at full width plus ½(softCE to the full width + CE) p
       Math.abs(softCrossEntropy(logits[1], onehot).item() - F.crossEntropy(logits[1], y).item()) <
         1e-6,
     );
-    const plain = probeLoss(logits, y, { inplaceDistill: false, mixed: false, reduce: "mean" })
+    const plain = slimmableClassificationLoss(logits, y, {
+      inplaceDistill: false,
+      mixed: false,
+      reduce: "mean",
+    })
       .item();
     assert.ok(
       Math.abs(

@@ -105,14 +105,20 @@ class TwoRanks implements Communicator {
   readonly rank = 1;
   readonly worldSize = 2;
   constructor(readonly other: () => Tensor, readonly perm: Tensor) {}
-  allGather(t: Tensor): Tensor {
+  gather(t: Tensor): Tensor {
     return cat([this.other(), t.detach()]);
   }
-  allGatherWithGrad(t: Tensor): Tensor {
+  gatherWithGrad(t: Tensor): Tensor {
     return cat([this.other(), t]);
   }
   broadcast(_t: Tensor, _src: number): Tensor {
     return this.perm.clone();
+  }
+  shuffle(): never {
+    throw new Error("not used: the test drives shuffleBatch");
+  }
+  unshuffle(): never {
+    throw new Error("not used: the test drives unshuffleBatch");
   }
 }
 

@@ -12,6 +12,14 @@ export const PRETRAIN_SCHEMA = {
     ...backboneFields(),
     overlap: f.bool(true, "sub-networks share leading channels (false: disjoint bands, spec §2.2)"),
     zero_init_residual: f.bool(false, "zero the last BN γ of every residual block"),
+    linear_init: f.str(
+      "paper",
+      "linear layers: N(0, 0.01) as the paper, or PyTorch's default (small heads)",
+      [
+        "paper",
+        "default",
+      ],
+    ),
   },
   ssl: {
     dim: f.int(128, "projection dimension (MoCo v2 128, MoCo v3 256, SimCLR 128)", { min: 1 }),

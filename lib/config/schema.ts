@@ -3,7 +3,7 @@
  * flag (`--section.key value`) and its line in `--help`. YAML recipes and flags are both checked
  * against the schema: unknown keys, wrong types and values out of range are errors naming the key.
  */
-import YAML from "npm:yaml@^2.6.0";
+import YAML from "yaml";
 
 /** A numeric setting. */
 export type NumberField = {

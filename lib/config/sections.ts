@@ -20,6 +20,10 @@ export function dataSection(recipe: string, batchSize: number) {
     dataset: f.str("fashion-mnist", "dataset", DATASETS),
     root: f.str("", "dataset folder (empty: the project cache for fashion-mnist)"),
     recipe: f.str(recipe, "augmentation recipe"),
+    crop_min: f.num(0, "smallest random-resized-crop area (0: the recipe's own)", {
+      min: 0,
+      max: 1,
+    }),
     image_size: f.int(28, "crop size", { min: 8 }),
     batch_size: f.int(batchSize, "batch size per process", { min: 1 }),
     subset: f.num(0, "use a seeded subset: a fraction (<1) or a count (≥1); 0 uses everything", {

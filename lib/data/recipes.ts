@@ -101,7 +101,7 @@ const RECIPES: Record<string, Builder> = {
     channels: o.channels,
   }],
   mocov2_small: (o) => {
-    const v = contrastive(o, [0.2, 1], jitter(0.8, 0.4, 0.4, 0.4, 0.1), 0);
+    const v = contrastive(o, [o.cropMin, 1], jitter(0.8, 0.4, 0.4, 0.4, 0.1), 0);
     return [v, v];
   },
   mocov3_small: (o) => [

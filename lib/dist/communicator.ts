@@ -1,8 +1,7 @@
 /**
  * `Communicator`: the collectives a contrastive method calls (spec §3.8–§3.10): gathering keys
  * and negatives, and MoCo v2's shuffle-BN. `LocalCommunicator` is the single-process identity;
- * `GroupCommunicator` runs over a `ProcessGroup`. Both also answer to `allGather` /
- * `allGatherWithGrad`, the names used by `lib/ssl/distributed.ts`.
+ * `GroupCommunicator` runs over a `ProcessGroup`.
  */
 import { type Generator, randperm } from "../random.ts";
 import { scope } from "../scope.ts";
@@ -57,14 +56,6 @@ export class LocalCommunicator implements Communicator {
   unshuffle(y: Tensor, _restore: Tensor): Tensor {
     return y.view(...y.shape);
   }
-  /** Alias of `gather`. */
-  allGather(t: Tensor): Tensor {
-    return this.gather(t);
-  }
-  /** Alias of `gatherWithGrad`. */
-  allGatherWithGrad(t: Tensor): Tensor {
-    return this.gatherWithGrad(t);
-  }
 }
 
 /** Collectives over a process group. */
@@ -83,7 +74,8 @@ export class GroupCommunicator implements Communicator {
     return this.group.allGatherWithGrad(t);
   }
   broadcast(t: Tensor, src = 0): Tensor {
-    const out = t.detach().clone();
+    using detached = t.detach();
+    const out = detached.clone();
     this.group.broadcast([out], src);
     return out;
   }
@@ -105,14 +97,6 @@ export class GroupCommunicator implements Communicator {
       const mine = restore.view(this.worldSize, -1).select(0, this.rank);
       return all.indexSelect(0, mine);
     });
-  }
-  /** Alias of `gather`. */
-  allGather(t: Tensor): Tensor {
-    return this.gather(t);
-  }
-  /** Alias of `gatherWithGrad`. */
-  allGatherWithGrad(t: Tensor): Tensor {
-    return this.gatherWithGrad(t);
   }
 }
 

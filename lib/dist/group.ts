@@ -4,6 +4,7 @@
  * collective that fails or times out throws a `TorchError` naming the rank that died, froze or
  * stalled, and the group then refuses further work.
  */
+import { cuda } from "../device.ts";
 import { type Device, deviceCode } from "../dtype.ts";
 import type { Handle } from "../ffi/library.ts";
 import { raw, type Tensor, wrap } from "../tensor.ts";
@@ -170,4 +171,21 @@ export function initProcessGroup(o: InitOptions = {}): ProcessGroup {
     cuda ? deviceCode(o.device!) : -1,
   );
   return new ProcessGroup(h, env, backend, o.bucketBytes ?? DEFAULT_BUCKET_BYTES);
+}
+
+/**
+ * The group of a job started by `deno task launch`, torchrun or SLURM, or null for a plain
+ * single process (no RANK / WORLD_SIZE / SLURM_PROCID): `communicator(group)`,
+ * `new DistributedDataParallel(net, group)` and `SyncBatchNorm` all accept null.
+ */
+export function initDistributed(o: InitOptions = {}): ProcessGroup | null {
+  const env = o.env ?? distEnv();
+  if (env.source === "single" && o.worldSize === undefined) return null;
+  return initProcessGroup({ ...o, env });
+}
+
+/** This rank's device: `cuda:${localRank}` (modulo the visible GPUs) when CUDA works, else cpu. */
+export function rankDevice(env: DistEnv = distEnv()): Device {
+  if (!cuda.isAvailable()) return "cpu";
+  return `cuda:${env.localRank % Math.max(1, cuda.deviceCount())}`;
 }

@@ -71,7 +71,7 @@ export class Ranks {
   readonly #failures: RankExit[] = [];
   readonly #done: Promise<RankExit[]>;
   readonly #grace: number;
-  #killTimer: number | undefined;
+  #killTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(o: SpawnOptions) {
     if (!(o.nproc >= 1) || !Number.isInteger(o.nproc)) {
@@ -104,7 +104,14 @@ export class Ranks {
       ]);
       const s = await child.status;
       await io;
-      const exit = { rank, code: s.code, signal: s.signal, stopped: this.#stopped.has(rank) };
+      // stopped: signalled by us and ended by the signal (128+n is how `deno task` reports it)
+      const bySignal = s.signal !== null || s.code === 143 || s.code === 137;
+      const exit = {
+        rank,
+        code: s.code,
+        signal: s.signal,
+        stopped: this.#stopped.has(rank) && bySignal,
+      };
       if (s.code !== 0 && !exit.stopped) {
         this.#failures.push(exit);
         if (failFast) this.stopAll(rank);

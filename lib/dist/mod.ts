@@ -12,3 +12,4 @@ export * from "./sync_bn.ts";
 export * from "./ddp.ts";
 export * from "./sampler.ts";
 export * from "./log.ts";
+export * from "./launcher.ts";

@@ -15,7 +15,7 @@
 import { parseArgs } from "node:util";
 import * as F from "../functional.ts";
 import { noGrad } from "../autograd.ts";
-import { setNumThreads } from "../device.ts";
+import { cuda, setNumThreads } from "../device.ts";
 import type { Device } from "../dtype.ts";
 import { AdaptiveAvgPool2d, BatchNorm, Flatten, ReLU } from "../nn/layers.ts";
 import { Module } from "../nn/module.ts";
@@ -150,8 +150,9 @@ function collectives(g: ProcessGroup, device: Device): Check[] {
       near(c, wantC) && d.sum().item() === 5 * (sumR + W) && e.sum().item() === 4 * sumR,
     );
     const f = full([7], r, { device });
-    g.allReduce([f], "avg");
-    check("all_reduce avg", near(f, full([7], sumR / W, { device })));
+    const fi = full([3], 2 * r + 1, { dtype: "int64", device });
+    g.allReduce([f, fi], "avg");
+    check("all_reduce avg", near(f, full([7], sumR / W, { device })) && fi.sum().item() === 3 * W);
     // all-gather
     const x = full([2, 3], r, { device });
     const all = g.allGather(x);
@@ -177,6 +178,8 @@ function collectives(g: ProcessGroup, device: Device): Check[] {
     const s = comm.shuffle(ids, gen);
     const seen = comm.gather(s.x).view(-1).sort(0)[0];
     const back = comm.unshuffle(s.x, s.restore);
+    const bc = comm.broadcast(full([2], r + 5, { device }), W - 1);
+    check("communicator broadcast", near(bc, full([2], W + 4, { device })));
     check(
       "shuffle",
       near(seen, arange(4 * W, undefined, 1, { dtype: "float32", device })) && near(back, ids),
@@ -293,7 +296,12 @@ export async function main(args: string[]): Promise<void> {
     },
   });
   const scenario = positionals[0] ?? "collectives";
-  const device = values.device as Device;
+  // "cuda": the visible GPUs shared round-robin by local rank
+  const localRank = Number(Deno.env.get("LOCAL_RANK") ?? 0);
+  const device =
+    (values.device === "cuda"
+      ? `cuda:${localRank % Math.max(1, cuda.deviceCount())}`
+      : values.device) as Device;
   setNumThreads(Number(values.threads));
   const before = liveHandles().handles;
   const t0 = performance.now();

@@ -2,9 +2,9 @@
  * Plots of a run, rendered with Vega-Lite to SVG and with resvg to PNG: accuracy against MACs per
  * width (the paper's trade-off curve) and loss curves per width.
  */
-import { Resvg } from "npm:@resvg/resvg-js@^2.6.2";
-import * as vega from "npm:vega@^6.2.0";
-import * as vl from "npm:vega-lite@^6.4.0";
+import { Resvg } from "@resvg/resvg-js";
+import * as vega from "vega";
+import * as vl from "vega-lite";
 import { atomicWriteFile } from "../serialize/fs.ts";
 
 /** Renders a Vega-Lite spec to `<prefix>.svg` and `<prefix>.png`; returns both paths. */

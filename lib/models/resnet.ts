@@ -158,6 +158,13 @@ export interface ResNetOptions {
   plan?: ChannelPlan;
   /** Zero the last BN's γ in each residual block. */
   zeroInitResidual?: boolean;
+  /**
+   * Linear layers: N(0, 0.01) with zero bias as the paper (default), or PyTorch's default uniform
+   * ±1/√fan_in. Narrow heads followed by L2 normalisation want "default": with N(0, 0.01) their
+   * outputs are tiny, normalisation multiplies the head's gradients by 1/‖z‖, and a small
+   * network's contrastive training collapses to log(K+1) within a few dozen steps.
+   */
+  linearInit?: "paper" | "default";
 }
 
 /** The convolutional trunk of a ResNet: stem, four stages, global pooling. */
@@ -209,14 +216,14 @@ export abstract class ResNetTrunk extends Module {
   }
 
   /** The paper's initialisation: kaiming-normal convs, N(0, 0.01) linears, optional zero-γ. */
-  initWeights(zeroInitResidual: boolean): void {
+  initWeights(zeroInitResidual: boolean, linearInit: "paper" | "default" = "paper"): void {
     noGrad(() => {
       for (const [, m] of this.namedModules()) {
         if (m instanceof Conv2d || m instanceof SlimmableConv2d) {
           kaimingNormalFanOut(m.weight);
           m.bias?.zero_();
         }
-        if (m instanceof Linear || m instanceof SlimmableLinear) {
+        if ((m instanceof Linear || m instanceof SlimmableLinear) && linearInit === "paper") {
           m.weight.normal_(0, 0.01);
           m.bias?.zero_();
         }
@@ -245,7 +252,7 @@ export class ResNet extends ResNetTrunk {
     this.fc = options.numClasses
       ? this.child("fc", new Linear(this.featureChannels[0], options.numClasses))
       : null;
-    this.initWeights(options.zeroInitResidual ?? false);
+    this.initWeights(options.zeroInitResidual ?? false, options.linearInit);
   }
   forward(x: Tensor): Tensor {
     if (!this.fc) return this.features(x);

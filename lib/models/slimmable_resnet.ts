@@ -134,7 +134,7 @@ export class SlimmableResNet extends ResNetTrunk {
       slimOptions.mlpDim,
     );
     this.fc = head ? this.child("fc", head) : null;
-    this.initWeights(slimOptions.zeroInitResidual ?? false);
+    this.initWeights(slimOptions.zeroInitResidual ?? false, slimOptions.linearInit);
   }
 
   /** The widths, descending. */

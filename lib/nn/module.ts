@@ -4,7 +4,7 @@
  */
 import { noGrad } from "../autograd.ts";
 import type { Device, DType } from "../dtype.ts";
-import { keep } from "../scope.ts";
+import { keep, scope } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 
 /** Result of a non-strict `loadStateDict`. */
@@ -200,7 +200,7 @@ export abstract class Module {
           if (!t) continue;
           const isDType = !String(target).startsWith("cpu") && !String(target).startsWith("cuda");
           if (isDType && !t.dtype.startsWith("float") && t.dtype !== "bfloat16") continue;
-          const moved = noGrad(() => t.to(target).detach());
+          const moved = noGrad(() => scope(() => t.to(target).detach()));
           keep(moved);
           if (table === m.#params) moved.requiresGrad = t.requiresGrad;
           table.set(n, moved);

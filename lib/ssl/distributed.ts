@@ -1,6 +1,6 @@
 /**
- * The hook for data-parallel training: a `Communicator` gathers keys and negatives across ranks.
- * `LocalCommunicator` is the single-process one. Shuffle-BN (MoCo v2, spec §3.6) is written
+ * The hook for data-parallel training: a `Communicator` (lib/dist) gathers keys and negatives
+ * across ranks; `LocalCommunicator` is the single-process one. Shuffle-BN (MoCo v2, spec §3.6) is written
  * against it, so the distributed version only needs a real communicator.
  */
 import type { Generator } from "../random.ts";
@@ -8,34 +8,8 @@ import { randperm } from "../random.ts";
 import { scope } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 
-/** Collective operations over the ranks of a data-parallel job (equal batch per rank). */
-export interface Communicator {
-  /** This process's rank, 0-based. */
-  readonly rank: number;
-  /** Number of ranks. */
-  readonly worldSize: number;
-  /** Every rank's `t` concatenated along dim 0 in rank order; no gradient flows back. */
-  allGather(t: Tensor): Tensor;
-  /** As `allGather`, but this rank's slice keeps its gradient (SimCLR negatives, spec §3.10). */
-  allGatherWithGrad(t: Tensor): Tensor;
-  /** Rank `src`'s `t` on every rank (`t` has the same shape everywhere). */
-  broadcast(t: Tensor, src: number): Tensor;
-}
-
-/** The single-process communicator: one rank, gathers are identities. */
-export class LocalCommunicator implements Communicator {
-  readonly rank = 0;
-  readonly worldSize = 1;
-  allGather(t: Tensor): Tensor {
-    return t.detach();
-  }
-  allGatherWithGrad(t: Tensor): Tensor {
-    return t.view(...t.shape);
-  }
-  broadcast(t: Tensor, _src: number): Tensor {
-    return t.view(...t.shape);
-  }
-}
+export { type Communicator, LocalCommunicator } from "../dist/communicator.ts";
+import type { Communicator } from "../dist/communicator.ts";
 
 /** A shuffled batch and the indices that undo the shuffle. */
 export interface Shuffled {
@@ -54,7 +28,7 @@ export interface Shuffled {
  */
 export function shuffleBatch(x: Tensor, comm: Communicator, generator?: Generator): Shuffled {
   return scope(() => {
-    const all = comm.allGather(x);
+    const all = comm.gather(x);
     const total = all.shape[0];
     // Drawn on the CPU (a Generator is a CPU generator), then moved to the batch's device.
     const cpuPerm = randperm(total, { generator });
@@ -69,7 +43,7 @@ export function shuffleBatch(x: Tensor, comm: Communicator, generator?: Generato
 /** Shuffle-BN, step 2: gathers the encoded shares and takes this rank's rows in original order. */
 export function unshuffleBatch(y: Tensor, restore: Tensor, comm: Communicator): Tensor {
   return scope(() => {
-    const all = comm.allGather(y);
+    const all = comm.gather(y);
     const mine = restore.view(comm.worldSize, -1).select(0, comm.rank);
     return all.indexSelect(0, mine);
   });

@@ -149,7 +149,7 @@ export class MoCoV2 extends SlimSSLMethod {
         contrastive: infoNCE(logits, labels, this.temperature),
       };
     });
-    enqueueKeys(this.queue, this.queuePtr, this.comm.allGather(k));
+    enqueueKeys(this.queue, this.queuePtr, this.comm.gather(k));
     return [outs];
   }
 }

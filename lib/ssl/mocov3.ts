@@ -115,7 +115,7 @@ export class MoCoV3 extends SlimSSLMethod {
       scope(() => {
         const enc = this.momentumEncoder;
         const k = enc.withWidth(this.widths[0], () => F.normalize(enc.forward(x), 2, 1));
-        return this.comm.allGather(k);
+        return this.comm.gather(k);
       })
     );
   }

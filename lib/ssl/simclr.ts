@@ -25,7 +25,7 @@ export interface SimCLROptions extends SlimSSLOptions {
  *
  * A step: both views through the encoder (two forwards) at every active width; the embeddings of
  * every rank are gathered with gradients through the local shard only (the communicator's
- * `allGatherWithGrad`), and each width's NT-Xent runs over the global 2N views. The distillation
+ * `gatherWithGrad`), and each width's NT-Xent runs over the global 2N views. The distillation
  * logits are the un-scaled similarities; the embeddings are cat[z1, z2].
  */
 export class SimCLR extends SlimSSLMethod {
@@ -70,7 +70,7 @@ export class SimCLR extends SlimSSLMethod {
     const n = viewA.shape[0] * this.comm.worldSize;
     const labels = ntXentLabels(n, viewA.device);
     const enc = this.encoderQ;
-    const embed = (x: Tensor) => this.comm.allGatherWithGrad(F.normalize(enc.forward(x), 2, 1));
+    const embed = (x: Tensor) => this.comm.gatherWithGrad(F.normalize(enc.forward(x), 2, 1));
     const outs = widths.map((width) => {
       const z = enc.withWidth(width, () => cat([embed(viewA), embed(viewB)]));
       const logits = ntXentLogits(z);

@@ -19,6 +19,7 @@ export function buildMethod(
       baseWidth: c.model.base_width,
       overlap: c.model.overlap,
       zeroInitResidual: c.model.zero_init_residual,
+      linearInit: c.model.linear_init as "paper" | "default",
     },
     widths: c.model.widths,
     slowStart: {

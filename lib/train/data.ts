@@ -17,6 +17,8 @@ import {
   loadMnist,
   loadStl10,
   provideFashionMnist,
+  type Recipe,
+  recipe,
   subset,
   TensorDataset,
 } from "../data/mod.ts";
@@ -116,6 +118,19 @@ export class LoaderSource implements TwoViewSource {
     this.#it = null;
     this.loader.dispose();
   }
+}
+
+/**
+ * The recipe `name` for `ds`: `_small` recipes take the dataset's statistics and `size`; a
+ * positive `cropMin` overrides the recipe's smallest crop area.
+ */
+export function recipeFor(ds: Dataset, name: string, size: number, cropMin = 0): Recipe {
+  const small = name.endsWith("_small");
+  return recipe(name, {
+    size,
+    stats: small ? ds.stats : undefined,
+    ...(cropMin > 0 ? { cropMin } : {}),
+  });
 }
 
 /** A two-view loader over `ds`. */
