@@ -11,6 +11,7 @@ import { setNumThreads } from "../lib/device.ts";
 import { saveModel } from "../lib/models/model_file.ts";
 import { Generator, manualSeed } from "../lib/random.ts";
 import { buildMethod, buildOptimizer } from "../lib/train/build.ts";
+import { communicator, DistributedDataParallel, initDistributed } from "../lib/dist/mod.ts";
 import { labeledSplit, openDataset, recipeFor, twoViewSource } from "../lib/train/data.ts";
 import { type PretrainResult, runPretrain } from "../lib/train/pretrain.ts";
 import { formatTable, widthRows, writeSummary } from "../lib/train/summary.ts";
@@ -51,12 +52,15 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
     console.log(commandHelp(USAGE, TASK_HELP, PRETRAIN_SCHEMA));
     return null;
   }
-  validatePretrain(config);
+  const group = initDistributed();
+  const rank = group?.rank ?? 0;
+  const worldSize = group?.worldSize ?? 1;
+  validatePretrain(config, worldSize);
   const started = performance.now();
   if (config.run.threads) setNumThreads(config.run.threads);
   manualSeed(config.run.seed);
   const runDir = runFolder(config, flags["run-dir"] as string | undefined);
-  const log = (m: string) => console.error(m);
+  const log = (m: string) => rank === 0 && console.error(m);
 
   const train = await openDataset(config.data, "train", log);
   const test = await openDataset(config.data, "test", log);
@@ -70,13 +74,20 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
     recipe: recipeFor(train, config.data.recipe, config.data.image_size, config.data.crop_min),
     seed: config.run.seed,
     threads: config.data.workers,
+    rank,
+    worldSize,
   });
-  const knn = {
-    train: labeledSplit(train, config.run.knn_samples, config.data.image_size),
-    test: labeledSplit(test, 0, config.data.image_size),
-  };
+  // Only rank 0 evaluates (and writes files).
+  const knn = rank === 0
+    ? {
+      train: labeledSplit(train, config.run.knn_samples, config.data.image_size),
+      test: labeledSplit(test, 0, config.data.image_size),
+    }
+    : undefined;
+
   const generator = new Generator(config.run.seed + 1);
-  const method = buildMethod(config, { generator });
+  const method = buildMethod(config, { generator, communicator: communicator(group) });
+  const ddp = new DistributedDataParallel(method, group, { syncBatchNorm: config.run.sync_bn });
   const optimizer = buildOptimizer(config, method);
   log(
     `pretrain: ${config.method} ${config.model.arch} widths [${config.model.widths}] on ${train.name} ` +
@@ -93,7 +104,10 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
       knn,
       resume,
       progress: !flags.quiet,
+      isMain: rank === 0,
+      ddp,
     });
+    if (rank !== 0) return null;
     if (result.status === "interrupted") {
       log(
         `pretrain: stopped by a signal at step ${result.step}; checkpoint ${result.checkpoint}. ` +
@@ -108,7 +122,7 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
       status: result.status,
       dataset: train.name,
       protocol: `kNN top-1, k=${config.run.knn_k}, t=${config.run.knn_t}, cosine, ${
-        knn.train.images.shape[0]
+        knn?.train.images.shape[0]
       } bank images`,
       widths: rows,
       steps: result.step,
@@ -127,12 +141,13 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
     optimizer.dispose();
     method.dispose();
     generator.dispose();
-    for (const s of [knn.train, knn.test]) {
+    for (const s of knn ? [knn.train, knn.test] : []) {
       s.images.dispose();
       s.labels.dispose();
     }
     train.dispose();
     test.dispose();
+    group?.destroy();
   }
 }
 

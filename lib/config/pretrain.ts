@@ -100,6 +100,10 @@ export const PRETRAIN_SCHEMA = {
     name: f.str("", "run folder name (empty: method-arch-timestamp)"),
     seed: seedField(),
     device: f.str("auto", "device", ["auto", "cpu", "cuda"]),
+    sync_bn: f.bool(
+      false,
+      "with several processes: batch statistics over all ranks (SyncBatchNorm)",
+    ),
     threads: threadsField(),
     ckpt_every: f.num(1, "checkpoint every N epochs (fractional allowed); always at the end", {
       min: 0,

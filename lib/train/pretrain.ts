@@ -39,6 +39,8 @@ export interface PretrainRun {
   progress?: boolean;
   /** Only rank 0 writes files and logs (default true). */
   isMain?: boolean;
+  /** Data parallelism: buffers synced before each step, gradients averaged after backward. */
+  ddp?: { syncBuffers(): void; allReduceGradients(): void; readonly active: boolean };
 }
 
 /** How a run ended, with its last metrics. */
@@ -293,6 +295,7 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
       run.optimizer.zeroGrad();
       let stepMetrics: StepMetrics | null = null;
       for (let micro = 0; micro < accum; micro++) {
+        if (run.ddp?.active) run.ddp.syncBuffers();
         const views = await run.source.next();
         if (!views) throw new Error(`the data source ended early in epoch ${e} (step ${step})`);
         try {
@@ -309,6 +312,7 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
           views.b.dispose();
         }
       }
+      if (run.ddp?.active) run.ddp.allReduceGradients();
       if (c.optim.clip_grad > 0) clipGradNorm(params, c.optim.clip_grad);
       run.optimizer.step();
       run.method.afterOptimizerStep({ epoch: frac, step });
