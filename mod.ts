@@ -18,3 +18,4 @@ export * as serialize from "./lib/serialize/mod.ts";
 export * as data from "./lib/data/mod.ts";
 export * as ssl from "./lib/ssl/mod.ts";
 export * as dist from "./lib/dist/mod.ts";
+export * from "./lib/amp.ts";

@@ -596,6 +596,20 @@ const CORE_OPS = {
   ),
   ema_update: op(["T[] k", "T[] q", "f64 m"], "void", "ema_update(k, q, m);"),
   clip_grad_norm: op(["T[] params", "f64 max_norm"], "f64", "clip_grad_norm(params, max_norm)"),
+
+  // ---- mixed precision ----
+  autocast_set: op(
+    ["device dev", "bool on", "dtype dt"],
+    "bool",
+    `{ const auto type = device_of(dev).type(); const bool prev = at::autocast::is_autocast_enabled(type);
+       at::autocast::set_autocast_enabled(type, on); if (on) at::autocast::set_autocast_dtype(type, dt);
+       if (!on) at::autocast::clear_cache(); return prev; }`,
+  ),
+  amp_unscale_grads: op(
+    ["T[] params", "f64 inv_scale"],
+    "bool",
+    "amp_unscale_grads(params, inv_scale)",
+  ),
 } as const;
 
 /** The C API, in generation order. Every entry becomes the C symbol `st_<name>`. */

@@ -147,6 +147,20 @@ inline double clip_grad_norm(const std::vector<Tensor>& params, double max_norm)
   return total;
 }
 
+// Multiplies every gradient by inv_scale in place and reports whether any was inf or NaN (the
+// unscale step of gradient scaling for fp16 training), in one pass over the parameter list.
+inline bool amp_unscale_grads(const std::vector<Tensor>& params, double inv_scale) {
+  at::NoGradGuard guard;
+  std::vector<Tensor> grads;
+  for (const auto& p : params)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty()) return false;
+  auto found = at::zeros({1}, grads[0].options().dtype(at::kFloat));
+  auto inv = at::full({1}, inv_scale, grads[0].options().dtype(at::kFloat));
+  at::_amp_foreach_non_finite_check_and_unscale_(grads, found, inv);
+  return found.item<float>() != 0.0f;
+}
+
 // k = m*k + (1-m)*q over two equally long lists, in place on k.
 inline void ema_update(std::vector<Tensor> k, const std::vector<Tensor>& q, double m) {
   if (k.size() != q.size()) {

@@ -7,11 +7,17 @@ import { join } from "node:path";
 import { commandHelp, parseCommandLine } from "../lib/config/cli.ts";
 import { PRETRAIN_SCHEMA, type PretrainConfig, validatePretrain } from "../lib/config/pretrain.ts";
 import { ConfigError } from "../lib/config/schema.ts";
-import { setNumThreads } from "../lib/device.ts";
+import { cuda, setNumThreads } from "../lib/device.ts";
 import { saveModel } from "../lib/models/model_file.ts";
 import { Generator, manualSeed } from "../lib/random.ts";
 import { buildMethod, buildOptimizer } from "../lib/train/build.ts";
-import { communicator, DistributedDataParallel, initDistributed } from "../lib/dist/mod.ts";
+import {
+  communicator,
+  DistributedDataParallel,
+  initDistributed,
+  rankDevice,
+} from "../lib/dist/mod.ts";
+import type { Device } from "../lib/dtype.ts";
 import { labeledSplit, openDataset, recipeFor, twoViewSource } from "../lib/train/data.ts";
 import { type PretrainResult, runPretrain } from "../lib/train/pretrain.ts";
 import { formatTable, widthRows, writeSummary } from "../lib/train/summary.ts";
@@ -45,6 +51,16 @@ function runFolder(c: PretrainConfig, explicit?: string): string {
   return join(c.run.out, name);
 }
 
+/** The device a `run.device` setting means here ("auto": CUDA when available). */
+export function resolveDevice(setting: string, cudaDevice: Device = "cuda"): Device {
+  if (setting === "cpu") return "cpu";
+  const available = cuda.isAvailable();
+  if (setting === "cuda" && !available) {
+    throw new ConfigError("'run.device: cuda' but this LibTorch has no usable CUDA device");
+  }
+  return available ? cudaDevice : "cpu";
+}
+
 /** Runs pretraining from command-line arguments; returns the run folder and summary. */
 export async function pretrain(args: string[]): Promise<PretrainOutcome | null> {
   const { config, flags } = parseCommandLine(PRETRAIN_SCHEMA, args, TASK_FLAGS);
@@ -76,6 +92,7 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
     threads: config.data.workers,
     rank,
     worldSize,
+    device: resolveDevice(config.run.device, group ? rankDevice() : "cuda"),
   });
   // Only rank 0 evaluates (and writes files).
   const knn = rank === 0
@@ -86,7 +103,9 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
     : undefined;
 
   const generator = new Generator(config.run.seed + 1);
+  const device = resolveDevice(config.run.device, group ? rankDevice() : "cuda");
   const method = buildMethod(config, { generator, communicator: communicator(group) });
+  if (device !== "cpu") method.to(device);
   const ddp = new DistributedDataParallel(method, group, { syncBatchNorm: config.run.sync_bn });
   const optimizer = buildOptimizer(config, method);
   log(
@@ -106,6 +125,7 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
       progress: !flags.quiet,
       isMain: rank === 0,
       ddp,
+      device,
     });
     if (rank !== 0) return null;
     if (result.status === "interrupted") {

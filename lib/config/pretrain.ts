@@ -100,6 +100,11 @@ export const PRETRAIN_SCHEMA = {
     name: f.str("", "run folder name (empty: method-arch-timestamp)"),
     seed: seedField(),
     device: f.str("auto", "device", ["auto", "cpu", "cuda"]),
+    amp: f.str("none", "mixed precision: bf16 (CPU or CUDA) or fp16 with loss scaling (CUDA)", [
+      "none",
+      "bf16",
+      "fp16",
+    ]),
     sync_bn: f.bool(
       false,
       "with several processes: batch statistics over all ranks (SyncBatchNorm)",
@@ -160,6 +165,9 @@ export function validatePretrain(c: PretrainConfig, worldSize = 1): void {
   }
   if (c.schedule.warmup_epochs >= c.schedule.epochs) {
     throw new ConfigError("'schedule.warmup_epochs' must be shorter than 'schedule.epochs'");
+  }
+  if (c.run.amp === "fp16" && c.run.device === "cpu") {
+    throw new ConfigError("'run.amp: fp16' needs CUDA; use 'run.amp: bf16' on the CPU");
   }
   if (c.optim.nesterov && c.optim.name !== "sgd") {
     throw new ConfigError("'optim.nesterov' applies to 'optim.name: sgd' only");

@@ -13,10 +13,12 @@ export function extractFeatures(net: SlimmableResNet, images: Tensor, batch = 25
   try {
     return noGrad(() =>
       scope(() => {
+        const device = net.parameters()[0]?.device ?? "cpu";
         const parts: Tensor[] = [];
         for (let i = 0; i < images.shape[0]; i += batch) {
           const n = Math.min(batch, images.shape[0] - i);
-          parts.push(net.features(images.narrow(0, i, n)));
+          const x = images.narrow(0, i, n);
+          parts.push(net.features(device === "cpu" ? x : x.to(device)).to("cpu"));
         }
         return cat(parts);
       })

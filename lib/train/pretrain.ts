@@ -12,6 +12,8 @@ import { fromRaw, toRaw } from "../serialize/tensors.ts";
 import { isRawTensor, type RawTensor } from "../serialize/raw.ts";
 import { atomicWriteFile } from "../serialize/fs.ts";
 import { clipGradNorm, type Optimizer, type OptimizerStateDict } from "../optim.ts";
+import { autocast, GradScaler } from "../amp.ts";
+import type { Device } from "../dtype.ts";
 import { defaultGeneratorState, setDefaultGeneratorState } from "../random.ts";
 import { scope } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
@@ -39,6 +41,8 @@ export interface PretrainRun {
   progress?: boolean;
   /** Only rank 0 writes files and logs (default true). */
   isMain?: boolean;
+  /** The device the method lives on (autocast's device). */
+  device?: Device;
   /** Data parallelism: buffers synced before each step, gradients averaged after backward. */
   ddp?: { syncBuffers(): void; allReduceGradients(): void; readonly active: boolean };
 }
@@ -123,6 +127,7 @@ function disposeTree(value: unknown): void {
 async function restore(
   run: PretrainRun,
   path: string,
+  scaler: GradScaler | null,
 ): Promise<{ step: number; knn: Map<number, number> | null }> {
   const rec = await readCheckpoint(path);
   const saved = rec.config as PretrainConfig;
@@ -157,13 +162,21 @@ async function restore(
     if (rng?.default) setDefaultGeneratorState(fromRaw(rng.default));
     if (rng?.method && run.method.generator) run.method.generator.setState(fromRaw(rng.method));
   });
+  if (scaler && rec.scaler) {
+    scaler.loadStateDict(rec.scaler as { scale: number; good_steps: number });
+  }
   const knn = rec.knn
     ? new Map(Object.entries(rec.knn as Record<string, number>).map(([w, a]) => [Number(w), a]))
     : null;
   return { step: Number(rec.step), knn };
 }
 
-function checkpointRecord(run: PretrainRun, epoch: number, knn: Map<number, number> | null) {
+function checkpointRecord(
+  run: PretrainRun,
+  epoch: number,
+  knn: Map<number, number> | null,
+  scaler: GradScaler | null,
+) {
   return scope(() => {
     const opt = run.optimizer.stateDict();
     try {
@@ -176,6 +189,7 @@ function checkpointRecord(run: PretrainRun, epoch: number, knn: Map<number, numb
           ...(run.method.generator ? { method: toRaw(run.method.generator.getState()) } : {}),
         },
         fractional_epoch: epoch,
+        scaler: scaler?.stateDict() ?? null,
         knn: knn ? Object.fromEntries([...knn].map(([w, a]) => [String(w), a])) : null,
       };
     } finally {
@@ -222,10 +236,11 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
   const ckpts = new CheckpointManager(join(run.runDir, "checkpoints"), c.run.keep_last);
   await Deno.mkdir(run.runDir, { recursive: true });
 
+  const scaler = c.run.amp === "fp16" ? new GradScaler() : null;
   let step = 0;
   let knn: Map<number, number> | null = null;
   const resumeFrom = run.resume === "auto" ? ckpts.latest()?.path : run.resume;
-  if (resumeFrom) ({ step, knn } = await restore(run, resumeFrom));
+  if (resumeFrom) ({ step, knn } = await restore(run, resumeFrom, scaler));
   if (isMain) {
     await atomicWriteFile(
       join(run.runDir, "config.json"),
@@ -254,12 +269,18 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
   let checkpoint: string | null = ckpts.latest()?.path ?? null;
   let status: PretrainResult["status"] = "completed";
   const params = run.method.trainableParameters();
+  const device: Device = run.device ?? "cpu";
+  const forward = (a: Tensor, b: Tensor, ctx: { epoch: number; step: number }) =>
+    c.run.amp === "none"
+      ? run.method.trainingStep(a, b, ctx)
+      : autocast(device, c.run.amp === "bf16" ? "bfloat16" : "float16", () =>
+        run.method.trainingStep(a, b, ctx));
   const saveCheckpoint = async () => {
     if (!isMain) return;
     checkpoint = await ckpts.save(
       Math.floor(epochAt(step)),
       step,
-      checkpointRecord(run, epochAt(step), knn),
+      checkpointRecord(run, epochAt(step), knn, scaler),
     );
   };
   const evaluate = () => {
@@ -313,12 +334,14 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
         }
       }
       if (run.ddp?.active) run.ddp.allReduceGradients();
+      const foundInf = scaler ? scaler.unscale(params) : false;
       if (c.optim.clip_grad > 0) clipGradNorm(params, c.optim.clip_grad);
-      run.optimizer.step();
+      if (!foundInf) run.optimizer.step();
+      scaler?.update(foundInf);
       run.method.afterOptimizerStep({ epoch: frac, step });
       step++;
       lastMetrics = stepMetrics;
-      if (stepMetrics && !Number.isFinite(stepMetrics.loss)) {
+      if (stepMetrics && !Number.isFinite(stepMetrics.loss) && !scaler) {
         throw new Error(
           `the loss became ${stepMetrics.loss} at step ${step}; lower 'optim.lr' or check the data`,
         );

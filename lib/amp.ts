@@ -1,0 +1,91 @@
+/**
+ * Mixed precision: `autocast` runs a function with LibTorch's autocast on (bf16 on CPU or CUDA,
+ * fp16 on CUDA), and `GradScaler` implements loss scaling for fp16 (scale the loss, unscale and
+ * check the gradients in one call, skip steps with inf/NaN, grow or back off the scale).
+ */
+import { type Device, deviceCode, type DType, DTYPE_CODES } from "./dtype.ts";
+import type { Optimizer } from "./optim.ts";
+import { raw, type Tensor } from "./tensor.ts";
+
+/** Runs `fn` under autocast on `device` with `dtype`; restores the previous state. Synchronous. */
+export function autocast<T>(device: Device, dtype: DType, fn: () => T): T {
+  const code = deviceCode(device);
+  const prev = raw().autocast_set(code, true, DTYPE_CODES[dtype]);
+  try {
+    const r = fn();
+    if (r instanceof Promise) throw new TypeError("autocast() takes a synchronous function");
+    return r;
+  } finally {
+    raw().autocast_set(code, prev, DTYPE_CODES[dtype]);
+  }
+}
+
+/** Settings of `GradScaler` (torch.amp.GradScaler's defaults). */
+export interface GradScalerOptions {
+  initScale?: number;
+  growthFactor?: number;
+  backoffFactor?: number;
+  growthInterval?: number;
+}
+
+/** Dynamic loss scaling for fp16 training. */
+export class GradScaler {
+  scale: number;
+  readonly growthFactor: number;
+  readonly backoffFactor: number;
+  readonly growthInterval: number;
+  #goodSteps = 0;
+  /** Whether the last `step` was skipped because of inf/NaN gradients. */
+  skipped = false;
+
+  constructor(o: GradScalerOptions = {}) {
+    this.scale = o.initScale ?? 65536;
+    this.growthFactor = o.growthFactor ?? 2;
+    this.backoffFactor = o.backoffFactor ?? 0.5;
+    this.growthInterval = o.growthInterval ?? 2000;
+  }
+
+  /** The loss multiplied by the current scale (back-propagate this). */
+  scaleLoss(loss: Tensor): Tensor {
+    return loss.mul(this.scale);
+  }
+
+  /** Unscales the gradients of `params` in place; returns whether any is inf or NaN. */
+  unscale(params: readonly Tensor[]): boolean {
+    return raw().amp_unscale_grads(params.map((p) => p.ptr), 1 / this.scale);
+  }
+
+  /** Backs off after a bad step; grows after `growthInterval` good ones. */
+  update(foundInf: boolean): void {
+    this.skipped = foundInf;
+    if (foundInf) {
+      this.scale *= this.backoffFactor;
+      this.#goodSteps = 0;
+    } else if (++this.#goodSteps >= this.growthInterval) {
+      this.scale *= this.growthFactor;
+      this.#goodSteps = 0;
+    }
+  }
+
+  /**
+   * Unscales, steps the optimizer unless a gradient is inf or NaN, and updates the scale. Returns
+   * whether the step was taken. (Clip between `unscale` and the step by calling them yourself.)
+   */
+  step(optimizer: Optimizer<object>, params: readonly Tensor[]): boolean {
+    const found = this.unscale(params);
+    if (!found) optimizer.step();
+    this.update(found);
+    return !found;
+  }
+
+  /** State for checkpoints. */
+  stateDict(): { scale: number; good_steps: number } {
+    return { scale: this.scale, good_steps: this.#goodSteps };
+  }
+
+  /** Restores `stateDict()`. */
+  loadStateDict(s: { scale: number; good_steps: number }): void {
+    this.scale = s.scale;
+    this.#goodSteps = s.good_steps;
+  }
+}
