@@ -16,10 +16,14 @@ import { type ResNetArch } from "../lib/models/resnet.ts";
 import { clipGradNorm, SGD } from "../lib/optim.ts";
 import { manualSeed } from "../lib/random.ts";
 import { scope } from "../lib/scope.ts";
-import { fromRaw, toRaw } from "../lib/serialize/tensors.ts";
+import { fromRaw } from "../lib/serialize/tensors.ts";
 import type { RawTensor } from "../lib/serialize/raw.ts";
-import type { Tensor } from "../lib/tensor.ts";
-import { CheckpointManager, readCheckpoint } from "../lib/train/checkpoint.ts";
+import {
+  CheckpointManager,
+  loadOptimizerRecord,
+  optimizerRecord,
+  readCheckpoint,
+} from "../lib/train/checkpoint.ts";
 import { labeledSplit, openDataset } from "../lib/train/data.ts";
 import { probeAccuracy, slimmableClassificationLoss } from "../lib/train/probe.ts";
 import { learningRate } from "../lib/train/schedule.ts";
@@ -201,30 +205,11 @@ export async function supervised(args: string[]): Promise<string | null> {
   }
 }
 
-function optimizerRecord(opt: SGD): Record<string, unknown> {
-  const sd = opt.stateDict();
-  const state = new Map<number, Record<string, unknown>>();
-  for (const [k, v] of Object.entries(sd.state)) {
-    state.set(Number(k), Object.fromEntries(Object.entries(v).map(([n, t]) => [n, toRaw(t)])));
-    for (const t of Object.values(v)) t.dispose();
-  }
-  return { state, param_groups: sd.param_groups };
-}
-
 async function restore(path: string, net: SlimmableResNet, opt: SGD): Promise<number> {
   const rec = await readCheckpoint(path);
   const model = (rec.model as Record<string, unknown>).state_dict as Map<string, RawTensor>;
   scope(() => net.loadStateDict(new Map([...model].map(([k, r]) => [k, fromRaw(r)]))));
-  const o = rec.optimizer as {
-    state: Map<number, Record<string, RawTensor>>;
-    param_groups: Record<string, unknown>[];
-  };
-  const state: Record<number, Record<string, Tensor>> = {};
-  for (const [k, v] of o.state) {
-    state[Number(k)] = Object.fromEntries(Object.entries(v).map(([n, r]) => [n, fromRaw(r)]));
-  }
-  opt.loadStateDict({ state, param_groups: o.param_groups });
-  for (const v of Object.values(state)) for (const t of Object.values(v)) t.dispose();
+  loadOptimizerRecord(opt, rec.optimizer);
   return Number(rec.step);
 }
 

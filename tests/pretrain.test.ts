@@ -87,3 +87,18 @@ Deno.test("SIGTERM mid-epoch stops cleanly with a loadable checkpoint", async ()
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("bf16 autocast training runs on the CPU", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { result, state } = await tinyPretrain(
+      dir,
+      tinyConfig(["--run.amp=bf16", "--run.max_steps=3"]),
+    );
+    for (const t of state.values()) t.dispose();
+    assert.equal(result.status, "max_steps");
+    assert.ok(result.lastMetrics && Number.isFinite(result.lastMetrics.loss));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

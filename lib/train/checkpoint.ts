@@ -6,7 +6,11 @@
  */
 import { join } from "node:path";
 import { loadTorchFile, saveTorchFile } from "../serialize/torch_file.ts";
-import { SerializationError } from "../serialize/raw.ts";
+import { isRawTensor, SerializationError } from "../serialize/raw.ts";
+import { OrderedDict } from "../serialize/pytypes.ts";
+import { fromRaw, toRaw } from "../serialize/tensors.ts";
+import type { Optimizer, OptimizerStateDict } from "../optim.ts";
+import type { Tensor } from "../tensor.ts";
 
 /** Marker and version of slimclr training checkpoints. */
 export const CHECKPOINT_FORMAT = "slimclr-checkpoint";
@@ -97,4 +101,60 @@ export async function readCheckpoint(path: string): Promise<Record<string, unkno
     );
   }
   return rec;
+}
+
+const isTensor = (v: unknown): v is Tensor =>
+  !!v && typeof v === "object" && "ptr" in v && "dtype" in v && "dispose" in v;
+
+function rawTree(value: unknown): unknown {
+  if (isTensor(value)) return toRaw(value);
+  if (value instanceof Map) return new OrderedDict([...value].map(([k, v]) => [k, rawTree(v)]));
+  if (Array.isArray(value)) return value.map(rawTree);
+  if (value && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, rawTree(v)]));
+  }
+  return value;
+}
+
+function tensorTree(value: unknown): unknown {
+  if (isRawTensor(value)) return fromRaw(value);
+  if (value instanceof Map) return new Map([...value].map(([k, v]) => [k, tensorTree(v)]));
+  if (Array.isArray(value)) return value.map(tensorTree);
+  if (value && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, tensorTree(v)]));
+  }
+  return value;
+}
+
+function disposeTree(value: unknown): void {
+  if (isTensor(value)) value.dispose();
+  else if (value instanceof Map) { for (const v of value.values()) disposeTree(v); }
+  else if (Array.isArray(value)) value.forEach(disposeTree);
+  else if (value && typeof value === "object") Object.values(value).forEach(disposeTree);
+}
+
+/** An optimizer's state as a serialisable record (raw tensors, torch.optim layout). */
+export function optimizerRecord(opt: Optimizer<object>): unknown {
+  const sd = opt.stateDict();
+  try {
+    return rawTree(sd);
+  } finally {
+    disposeTree(sd.state);
+  }
+}
+
+/** Restores an optimizer from `optimizerRecord`'s output (as read back from a checkpoint). */
+export function loadOptimizerRecord(opt: Optimizer<object>, record: unknown): void {
+  const tree = tensorTree(record) as {
+    state: Map<number, Record<string, Tensor>> | Record<string, Record<string, Tensor>>;
+    param_groups: Record<string, unknown>[];
+  };
+  const entries = tree.state instanceof Map ? [...tree.state] : Object.entries(tree.state ?? {});
+  const state: OptimizerStateDict["state"] = {};
+  for (const [k, v] of entries) state[Number(k)] = v;
+  try {
+    opt.loadStateDict({ state, param_groups: tree.param_groups });
+  } finally {
+    disposeTree(state);
+  }
 }

@@ -9,9 +9,9 @@ import type { PretrainConfig } from "../config/pretrain.ts";
 import { SerializationError } from "../serialize/raw.ts";
 import { OrderedDict } from "../serialize/pytypes.ts";
 import { fromRaw, toRaw } from "../serialize/tensors.ts";
-import { isRawTensor, type RawTensor } from "../serialize/raw.ts";
+import type { RawTensor } from "../serialize/raw.ts";
 import { atomicWriteFile } from "../serialize/fs.ts";
-import { clipGradNorm, type Optimizer, type OptimizerStateDict } from "../optim.ts";
+import { clipGradNorm, type Optimizer } from "../optim.ts";
 import { autocast, GradScaler } from "../amp.ts";
 import type { Device } from "../dtype.ts";
 import { defaultGeneratorState, setDefaultGeneratorState } from "../random.ts";
@@ -20,7 +20,12 @@ import type { Tensor } from "../tensor.ts";
 import type { SlimSSLMethod, StepMetrics } from "../ssl/mod.ts";
 import { MetricsLog, Progress } from "../log/progress.ts";
 import { TensorBoardWriter } from "../log/tensorboard.ts";
-import { CheckpointManager, readCheckpoint } from "./checkpoint.ts";
+import {
+  CheckpointManager,
+  loadOptimizerRecord,
+  optimizerRecord,
+  readCheckpoint,
+} from "./checkpoint.ts";
 import { learningRate } from "./schedule.ts";
 import type { LabeledSplit, TwoViewSource } from "./source.ts";
 import { knnPerWidth } from "./monitor.ts";
@@ -82,47 +87,6 @@ function at(obj: unknown, path: string): unknown {
   return path.split(".").reduce<unknown>((o, k) => (o as Record<string, unknown>)?.[k], obj);
 }
 
-function rawTree(value: unknown): unknown {
-  if (value && typeof value === "object" && "ptr" in value && "dtype" in value) {
-    return toRaw(value as Tensor);
-  }
-  if (value instanceof Map) return new OrderedDict([...value].map(([k, v]) => [k, rawTree(v)]));
-  if (Array.isArray(value)) return value.map(rawTree);
-  if (value && typeof value === "object") {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, rawTree(v)]));
-  }
-  return value;
-}
-
-function tensorTree(value: unknown): unknown {
-  if (isRawTensor(value)) return fromRaw(value);
-  if (value instanceof Map) return new Map([...value].map(([k, v]) => [k, tensorTree(v)]));
-  if (Array.isArray(value)) return value.map(tensorTree);
-  if (value && typeof value === "object") {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, tensorTree(v)]));
-  }
-  return value;
-}
-
-function optimizerStateFromRaw(raw: unknown): OptimizerStateDict {
-  const tree = tensorTree(raw) as {
-    state: Map<number, Record<string, Tensor>> | Record<string, unknown>;
-    param_groups: Record<string, unknown>[];
-  };
-  const entries = tree.state instanceof Map ? [...tree.state] : Object.entries(tree.state ?? {});
-  const state: Record<number, Record<string, Tensor>> = {};
-  for (const [k, v] of entries) state[Number(k)] = v as Record<string, Tensor>;
-  return { state, param_groups: tree.param_groups };
-}
-
-function disposeTree(value: unknown): void {
-  if (value && typeof value === "object" && "dispose" in value && "ptr" in value) {
-    (value as Tensor).dispose();
-  } else if (value instanceof Map) { for (const v of value.values()) disposeTree(v); }
-  else if (Array.isArray(value)) value.forEach(disposeTree);
-  else if (value && typeof value === "object") Object.values(value).forEach(disposeTree);
-}
-
 /** Loads a checkpoint into the run, checking it fits; returns the step to continue from. */
 async function restore(
   run: PretrainRun,
@@ -151,12 +115,7 @@ async function restore(
       throw new SerializationError(`${path}: ${(e as Error).message}`);
     }
   });
-  const opt = optimizerStateFromRaw(rec.optimizer);
-  try {
-    run.optimizer.loadStateDict(opt);
-  } finally {
-    disposeTree(opt.state);
-  }
+  loadOptimizerRecord(run.optimizer, rec.optimizer);
   const rng = rec.rng as Record<string, RawTensor | undefined>;
   scope(() => {
     if (rng?.default) setDefaultGeneratorState(fromRaw(rng.default));
@@ -177,25 +136,18 @@ function checkpointRecord(
   knn: Map<number, number> | null,
   scaler: GradScaler | null,
 ) {
-  return scope(() => {
-    const opt = run.optimizer.stateDict();
-    try {
-      return {
-        config: run.config,
-        model: new OrderedDict([...run.method.stateDict()].map(([k, t]) => [k, toRaw(t)])),
-        optimizer: rawTree(opt),
-        rng: {
-          default: toRaw(defaultGeneratorState()),
-          ...(run.method.generator ? { method: toRaw(run.method.generator.getState()) } : {}),
-        },
-        fractional_epoch: epoch,
-        scaler: scaler?.stateDict() ?? null,
-        knn: knn ? Object.fromEntries([...knn].map(([w, a]) => [String(w), a])) : null,
-      };
-    } finally {
-      disposeTree(opt.state);
-    }
-  });
+  return scope(() => ({
+    config: run.config,
+    model: new OrderedDict([...run.method.stateDict()].map(([k, t]) => [k, toRaw(t)])),
+    optimizer: optimizerRecord(run.optimizer),
+    rng: {
+      default: toRaw(defaultGeneratorState()),
+      ...(run.method.generator ? { method: toRaw(run.method.generator.getState()) } : {}),
+    },
+    fractional_epoch: epoch,
+    scaler: scaler?.stateDict() ?? null,
+    knn: knn ? Object.fromEntries([...knn].map(([w, a]) => [String(w), a])) : null,
+  }));
 }
 
 /** Flattens step metrics into named scalars (`loss`, `loss/w0.5`, `distill/w0.5`, `top1/w1`, …). */
@@ -321,11 +273,9 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
         if (!views) throw new Error(`the data source ended early in epoch ${e} (step ${step})`);
         try {
           stepMetrics = scope(() => {
-            const { loss, metrics } = run.method.trainingStep(views.a, views.b, {
-              epoch: frac,
-              step,
-            });
-            (accum > 1 ? loss.div(accum) : loss).backward();
+            const { loss, metrics } = forward(views.a, views.b, { epoch: frac, step });
+            const l = accum > 1 ? loss.div(accum) : loss;
+            (scaler ? scaler.scaleLoss(l) : l).backward();
             return metrics;
           });
         } finally {
