@@ -30,6 +30,24 @@ const finalizer = new FinalizationRegistry<Handle>((h) => {
   } catch { /* the process is shutting down */ }
 });
 
+// Unowned tensors waiting for their safety-net registration (see `Tensor._orphaned`).
+let pending: Tensor[] = [];
+let sweepQueued = false;
+function sweep(): void {
+  sweepQueued = false;
+  const batch = pending;
+  pending = [];
+  for (const t of batch) t._net();
+}
+function deferNet(t: Tensor): void {
+  pending.push(t);
+  if (pending.length >= 1024) sweep();
+  else if (!sweepQueued) {
+    sweepQueued = true;
+    queueMicrotask(sweep);
+  }
+}
+
 const SHAPE_BUF = new BigInt64Array(64);
 
 /** Reduction modes of loss functions. */
@@ -69,9 +87,19 @@ export class Tensor implements Owned {
     else this._orphaned();
   }
 
-  /** @internal Arms the finalizer safety net once no scope owns this tensor. */
+  /**
+   * @internal Arms the finalizer safety net once no scope owns this tensor. Registration is
+   * deferred to the next sweep (a microtask, or every 1024 tensors), so temporaries disposed
+   * right away never pay for it.
+   */
   _orphaned(): void {
     if (this.#h === null || this.#netted) return;
+    deferNet(this);
+  }
+
+  /** @internal Registers with the finalizer if still alive and unowned (called by sweeps). */
+  _net(): void {
+    if (this.#h === null || this.#netted || this._scope) return;
     finalizer.register(this, this.#h, this);
     this.#netted = true;
   }

@@ -254,3 +254,26 @@ Deno.test("state dicts use PyTorch names and strict loading names every problem"
   net.dispose();
   other.dispose();
 });
+
+Deno.test("the finalizer safety net frees tensors nobody disposed", async () => {
+  const script = `
+    import { liveHandles, ones } from "${new URL("../mod.ts", import.meta.url)}";
+    const before = liveHandles().handles;
+    (() => { for (let i = 0; i < 200; i++) ones([16]).add(1); })();
+    const leaked = liveHandles().handles - before;
+    for (let i = 0; i < 20 && liveHandles().handles - before > 0; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      globalThis.gc();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    console.log(JSON.stringify({ leaked, after: liveHandles().handles - before }));
+  `;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--v8-flags=--expose-gc", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const r = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
+  assert.equal(r.leaked, 400);
+  assert.equal(r.after, 0);
+});
