@@ -98,6 +98,28 @@ abstract class Sliced extends Module {
     this.inRanges = channelRanges(inChannels, overlap);
     this.outRanges = channelRanges(outChannels, overlap);
   }
+  /** The full (widest) weight. */
+  get weight(): Tensor {
+    return this.get_("weight")!;
+  }
+  /** The full bias, if any. */
+  get bias(): Tensor | null {
+    return this.get_("bias");
+  }
+
+  /** Runs `fn` with the active width's views of the weight and bias, then frees the views. */
+  protected withSlice<T>(fn: (w: Tensor, b: Tensor | null) => T): T {
+    const [w, b, temp] = this.sliced(this.weight, this.bias);
+    try {
+      return fn(w, b);
+    } finally {
+      if (temp) {
+        w.dispose();
+        b?.dispose();
+      }
+    }
+  }
+
   /** Views of the weight (and bias) for the active width; null slices mean "use as is". */
   protected sliced(weight: Tensor, bias: Tensor | null): [Tensor, Tensor | null, boolean] {
     const i = this.state.index;
@@ -144,26 +166,10 @@ export class SlimmableConv2d extends Sliced {
     const b = this.param("bias", o.bias ? empty([maxOut]) : null);
     defaultInit(w, b, maxIn * kernelSize * kernelSize);
   }
-  get weight(): Tensor {
-    return this.get_("weight")!;
-  }
-  get bias(): Tensor | null {
-    return this.get_("bias");
-  }
   forward(x: Tensor): Tensor {
-    const [w, b, temp] = this.sliced(this.weight, this.bias);
-    try {
-      return F.conv2d(x, w, b, {
-        stride: this.stride,
-        padding: this.padding,
-        dilation: this.dilation,
-      });
-    } finally {
-      if (temp) {
-        w.dispose();
-        b?.dispose();
-      }
-    }
+    return this.withSlice((w, b) =>
+      F.conv2d(x, w, b, { stride: this.stride, padding: this.padding, dilation: this.dilation })
+    );
   }
 }
 
@@ -183,22 +189,8 @@ export class SlimmableLinear extends Sliced {
     const b = this.param("bias", bias ? empty([maxOut]) : null);
     defaultInit(w, b, maxIn);
   }
-  get weight(): Tensor {
-    return this.get_("weight")!;
-  }
-  get bias(): Tensor | null {
-    return this.get_("bias");
-  }
   forward(x: Tensor): Tensor {
-    const [w, b, temp] = this.sliced(this.weight, this.bias);
-    try {
-      return F.linear(x, w, b);
-    } finally {
-      if (temp) {
-        w.dispose();
-        b?.dispose();
-      }
-    }
+    return this.withSlice((w, b) => F.linear(x, w, b));
   }
 }
 
