@@ -14,6 +14,7 @@ import { atomicWriteFile } from "../serialize/fs.ts";
 import { clipGradNorm, type Optimizer } from "../optim.ts";
 import { autocast, GradScaler } from "../amp.ts";
 import type { Device } from "../dtype.ts";
+import { cuda } from "../device.ts";
 import { defaultGeneratorState, setDefaultGeneratorState } from "../random.ts";
 import { scope } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
@@ -150,6 +151,19 @@ function checkpointRecord(
   }));
 }
 
+/** CUDA allocator statistics (MiB) for the metrics of a CUDA run; nothing on the CPU. */
+function cudaMemory(device: Device): Record<string, number> {
+  if (!device.startsWith("cuda")) return {};
+  const index = device === "cuda" ? 0 : Number(device.split(":")[1]);
+  const m = cuda.memoryStats(index);
+  const mib = (b: number) => Number((b / 2 ** 20).toFixed(1));
+  return {
+    cuda_allocated_mib: mib(m.allocated),
+    cuda_reserved_mib: mib(m.reserved),
+    cuda_peak_allocated_mib: mib(m.peakAllocated),
+  };
+}
+
 /** Flattens step metrics into named scalars (`loss`, `loss/w0.5`, `distill/w0.5`, `top1/w1`, …). */
 export function scalarMetrics(m: StepMetrics, lr: number): Record<string, number> {
   const out: Record<string, number> = { loss: m.loss, lr };
@@ -241,6 +255,8 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
       k: c.run.knn_k,
       t: c.run.knn_t,
     });
+    // Evaluation batches differ in shape from training ones: hand their blocks back.
+    if (device.startsWith("cuda")) cuda.emptyCache();
     const values = Object.fromEntries([...knn].map(([w, a]) => [`knn/w${w}`, a * 100]));
     metrics?.write({ kind: "eval", step, epoch: epochAt(step), ...values });
     tb?.scalars(step, values);
@@ -304,6 +320,7 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
           epoch: epochAt(step),
           ...scalars,
           data_wait_s: run.source.waitSeconds,
+          ...cudaMemory(device),
         });
         tb?.scalars(step, scalars);
       }
