@@ -21,6 +21,8 @@ Deno.test("the demo pipeline runs end to end on a tiny subset", async () => {
         "256",
         "--schedule.epochs",
         "1",
+        "--slim.start_epoch",
+        "0.5",
         "--run.knn_every",
         "0",
         "--quiet",

@@ -173,10 +173,18 @@ export function labeledSplit(ds: Dataset, limit = 0, size?: number): LabeledSpli
       })
     );
   }
+  // Small in-memory images (and their subsets) are evaluated as they are; others resized and
+  // centre-cropped with ImageNet statistics.
+  const small = ds.imageSize !== undefined && ds.imageSize <= 64;
+  const evalRecipe = recipeFor(
+    ds,
+    small ? "eval_small" : "eval",
+    size ?? (small ? ds.imageSize! : 224),
+  );
+  const stats = evalRecipe.views[0].normalize;
   const loader = new Loader(ds, {
     batchSize: 256,
-    recipe: "eval",
-    size,
+    recipe: evalRecipe,
     shuffle: false,
     dropLast: false,
   });
@@ -195,6 +203,11 @@ export function labeledSplit(ds: Dataset, limit = 0, size?: number): LabeledSpli
       images: cat(images).narrow(0, 0, Math.min(n, count)).contiguous().keep(),
       labels: cat(labels).narrow(0, 0, Math.min(n, count)).contiguous().keep(),
       numClasses: ds.classes.length,
+      ...(stats
+        ? {
+          stats: { mean: stats.mean.slice(0, ds.channels), std: stats.std.slice(0, ds.channels) },
+        }
+        : {}),
     }));
   } finally {
     for (const t of [...images, ...labels]) t.dispose();
