@@ -7,6 +7,7 @@
 import { $ } from "dax";
 import { dirname, join } from "node:path";
 import { atomicWriteFile } from "../lib/serialize/fs.ts";
+import { PROJECT_ROOT } from "../lib/ffi/paths.ts";
 
 interface WidthRow {
   width: number;
@@ -30,12 +31,13 @@ function dataFlags(args: string[]): string[] {
 export async function pipeline(args: string[], probeArgs: string[] = []): Promise<string> {
   const deno = Deno.execPath();
   const lastLine = (text: string) => text.trim().split("\n").pop()!;
-  const summaryPath = lastLine(await $`${deno} run -A tasks/pretrain.ts ${args} --quiet`.text());
+  const task = (name: string) => join(PROJECT_ROOT, "tasks", `${name}.ts`);
+  const summaryPath = lastLine(await $`${deno} run -A ${task("pretrain")} ${args} --quiet`.text());
   const runDir = dirname(summaryPath);
   const model = join(runDir, "model.pt");
   const data = dataFlags(args);
-  await $`${deno} run -A tasks/knn.ts --model ${model} ${data}`;
-  await $`${deno} run -A tasks/probe.ts --model ${model} ${data} ${probeArgs}`;
+  await $`${deno} run -A ${task("knn")} --model ${model} ${data}`;
+  await $`${deno} run -A ${task("probe")} --model ${model} ${data} ${probeArgs}`;
   const summary = JSON.parse(await Deno.readTextFile(summaryPath));
   const knn = JSON.parse(await Deno.readTextFile(join(runDir, "knn.json")));
   const probe = JSON.parse(await Deno.readTextFile(join(runDir, "probe.json")));
