@@ -1,0 +1,47 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { manualSeed, models } from "../mod.ts";
+import { knnTask } from "../tasks/knn.ts";
+import { probe } from "../tasks/probe.ts";
+
+Deno.test("knn and probe tasks evaluate every width of a saved model and write their JSON", async () => {
+  manualSeed(0);
+  const dir = await Deno.makeTempDir();
+  const net = new models.SlimmableResNet({
+    arch: "resnet18",
+    stem: "small",
+    inChannels: 1,
+    baseWidth: 4,
+    widths: [1, 0.5],
+    head: "mocov2_slim",
+    numClasses: 16,
+    linearInit: "default",
+  });
+  try {
+    const model = join(dir, "model.pt");
+    await models.saveModel(model, net);
+    const knn = await knnTask(["--model", model, "--knn.samples", "2000", "--run.threads", "1"]);
+    const rows = knn!.widths as { width: number; top1: number }[];
+    assert.deepEqual(rows.map((r) => r.width), [1, 0.5]);
+    // Even a random network's features beat chance (10 classes) under kNN.
+    for (const r of rows) assert.ok(r.top1 > 20, JSON.stringify(r));
+    assert.ok((knn!.raw_pixels_top1 as number) > 60);
+    const p = await probe([
+      "--model",
+      model,
+      "--data.subset",
+      "1000",
+      "--probe.epochs",
+      "3",
+      "--run.threads",
+      "1",
+    ]);
+    assert.equal(p!.backbone_unchanged, true);
+    assert.deepEqual((p!.widths as { width: number }[]).map((r) => r.width), [1, 0.5]);
+    await Deno.stat(join(dir, "probe.json"));
+    await Deno.stat(join(dir, "knn.json"));
+  } finally {
+    net.dispose();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
