@@ -45,3 +45,41 @@ Deno.test("knn and probe tasks evaluate every width of a saved model and write t
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("supervised task trains every width, checkpoints, resumes, and --test-only evaluates", async () => {
+  const { supervised } = await import("../tasks/supervised.ts");
+  const dir = await Deno.makeTempDir();
+  try {
+    const args = [
+      "--run.out",
+      dir,
+      "--run.name",
+      "sup",
+      "--data.subset",
+      "512",
+      "--data.batch_size",
+      "64",
+      "--model.base_width",
+      "4",
+      "--model.widths",
+      "1,0.5",
+      "--model.inplace_distill",
+      "--schedule.epochs",
+      "1",
+      "--run.threads",
+      "1",
+    ];
+    const summaryPath = await supervised(args);
+    const summary = JSON.parse(await Deno.readTextFile(summaryPath!));
+    assert.equal(summary.steps, 8);
+    for (const w of summary.widths) assert.ok(w.top1 > 10, JSON.stringify(w));
+    // Resuming a finished run continues from its last checkpoint and does no more steps.
+    const again = JSON.parse(
+      await Deno.readTextFile((await supervised([...args, "--resume", "auto"]))!),
+    );
+    assert.equal(again.steps, 8);
+    assert.equal(await supervised(["--test-only", "--model", join(dir, "sup", "model.pt")]), null);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
