@@ -15,6 +15,7 @@ import { SlimmableResNet } from "../lib/models/slimmable_resnet.ts";
 import { type ResNetArch } from "../lib/models/resnet.ts";
 import { clipGradNorm, SGD } from "../lib/optim.ts";
 import { manualSeed } from "../lib/random.ts";
+import { DistributedDataParallel, initDistributed } from "../lib/dist/mod.ts";
 import { scope } from "../lib/scope.ts";
 import { fromRaw } from "../lib/serialize/tensors.ts";
 import type { RawTensor } from "../lib/serialize/raw.ts";
@@ -60,6 +61,10 @@ export const SUPERVISED_SCHEMA = {
     seed: seedField(),
     threads: threadsField(),
     keep_last: f.int(2, "checkpoints kept", { min: 1 }),
+    sync_bn: f.bool(
+      false,
+      "with several processes: batch statistics over all ranks (SyncBatchNorm)",
+    ),
   },
 } as const satisfies Schema;
 
@@ -112,6 +117,11 @@ export async function supervised(args: string[]): Promise<string | null> {
     numClasses: train.classes.length,
     zeroInitResidual: true,
   });
+  // Under the launcher: rank 0's initial weights everywhere, sharded batches, averaged gradients,
+  // and files, logs and evaluation from rank 0 only.
+  const group = initDistributed();
+  const rank = group?.rank ?? 0;
+  const ddp = new DistributedDataParallel(net, group, { syncBatchNorm: c.run.sync_bn });
   const opt = new SGD(net.parameters(), {
     lr: c.optim.lr,
     momentum: c.optim.momentum,
@@ -124,10 +134,12 @@ export async function supervised(args: string[]): Promise<string | null> {
     size: c.data.image_size,
     seed: c.run.seed,
     threads: c.data.workers,
+    rank,
+    worldSize: group?.worldSize ?? 1,
   });
   const ckpts = new CheckpointManager(join(runDir, "checkpoints"), c.run.keep_last);
   await Deno.mkdir(runDir, { recursive: true });
-  const metrics = new MetricsLog(join(runDir, "metrics.jsonl"));
+  const metrics = rank === 0 ? new MetricsLog(join(runDir, "metrics.jsonl")) : null;
   const started = performance.now();
   try {
     const perEpoch = loader.batchesPerEpoch;
@@ -137,7 +149,7 @@ export async function supervised(args: string[]): Promise<string | null> {
       ? ckpts.latest()?.path
       : flags.resume as string | undefined;
     if (resume) step = await restore(resume, net, opt);
-    const progress = new Progress(total);
+    const progress = rank === 0 ? new Progress(total) : null;
     while (step < total) {
       const epoch = Math.floor(step / perEpoch);
       for (const batch of loader.epoch(epoch, { skip: step - epoch * perEpoch })) {
@@ -152,6 +164,7 @@ export async function supervised(args: string[]): Promise<string | null> {
             stepsPerEpoch: perEpoch,
           }, step);
           opt.setLr(lr);
+          if (ddp.active) ddp.syncBuffers();
           const loss = scope(() => {
             const logits = net.widths.map((w) =>
               net.withWidth(w, () => net.forward(batch.views[0]))
@@ -163,25 +176,29 @@ export async function supervised(args: string[]): Promise<string | null> {
             });
             opt.zeroGrad();
             l.backward();
+            if (ddp.active) ddp.allReduceGradients();
             if (c.optim.clip_grad > 0) clipGradNorm(net.parameters(), c.optim.clip_grad);
             opt.step();
             return l.item();
           });
           step++;
-          progress.update(step, step / perEpoch, { loss, lr }, step * c.data.batch_size);
+          progress?.update(step, step / perEpoch, { loss, lr }, step * c.data.batch_size);
           if (step % 10 === 0) {
-            metrics.write({ kind: "train", step, epoch: step / perEpoch, loss, lr });
+            metrics?.write({ kind: "train", step, epoch: step / perEpoch, loss, lr });
           }
         } finally {
           batch.dispose();
         }
       }
-      await ckpts.save(Math.floor(step / perEpoch), step, {
-        model: modelRecord(net),
-        optimizer: optimizerRecord(opt),
-      });
+      if (rank === 0) {
+        await ckpts.save(Math.floor(step / perEpoch), step, {
+          model: modelRecord(net),
+          optimizer: optimizerRecord(opt),
+        });
+      }
     }
-    progress.done();
+    progress?.done();
+    if (rank !== 0) return null;
     const rows = widthRows(net, c.data.image_size, probeAccuracy(net, testSplit));
     console.log(formatTable(rows, "top-1"));
     await saveModel(join(runDir, "model.pt"), net);
@@ -194,7 +211,7 @@ export async function supervised(args: string[]): Promise<string | null> {
       config: c,
     }, "top-1 (%)");
   } finally {
-    metrics.close();
+    metrics?.close();
     loader.dispose();
     opt.dispose();
     net.dispose();
@@ -202,6 +219,7 @@ export async function supervised(args: string[]): Promise<string | null> {
     testSplit.images.dispose();
     testSplit.labels.dispose();
     test.dispose();
+    group?.destroy();
   }
 }
 

@@ -62,3 +62,48 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "supervised runs data-parallel under the launcher",
+  ignore: !hasBackend("gloo"),
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const root = new URL("..", import.meta.url).pathname;
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          join(root, "tasks/launch.ts"),
+          "--nproc",
+          "2",
+          join(root, "tasks/supervised.ts"),
+          "--run.out",
+          dir,
+          "--run.name",
+          "sup",
+          "--data.subset",
+          "512",
+          "--data.batch_size",
+          "64",
+          "--model.base_width",
+          "4",
+          "--model.widths",
+          "1,0.5",
+          "--run.threads",
+          "1",
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 0, text);
+      // 512 samples over 2 ranks of 64 per step: 4 steps; rank 0 alone writes the summary.
+      const summary = JSON.parse(await Deno.readTextFile(join(dir, "sup", "summary.json")));
+      assert.equal(summary.steps, 4);
+      assert.equal(summary.widths.length, 2);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
