@@ -3,52 +3,52 @@ import { join } from "node:path";
 import { hasBackend } from "../lib/dist/mod.ts";
 import { readMetrics } from "../lib/log/progress.ts";
 
+const root = new URL("..", import.meta.url).pathname;
+
+/** Runs `task` on 2 local ranks through the launcher; fails the test if any rank fails. */
+async function launch2(task: string, args: string[]): Promise<void> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", join(root, "tasks/launch.ts"), "--nproc", "2", join(root, task), ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, text);
+}
+
 Deno.test({
   name: "pretrain runs data-parallel under the launcher: rank 0 writes the run, ranks agree",
   ignore: !hasBackend("gloo"),
   fn: async () => {
     const dir = await Deno.makeTempDir();
     try {
-      const root = new URL("..", import.meta.url).pathname;
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          join(root, "tasks/launch.ts"),
-          "--nproc",
-          "2",
-          join(root, "tasks/pretrain.ts"),
-          "--run.out",
-          dir,
-          "--run.name",
-          "ddp",
-          "--data.subset",
-          "256",
-          "--data.batch_size",
-          "32",
-          "--ssl.queue",
-          "128",
-          "--model.base_width",
-          "4",
-          "--model.widths",
-          "1,0.5",
-          "--schedule.epochs",
-          "1",
-          "--run.knn_every",
-          "0",
-          "--run.knn_samples",
-          "256",
-          "--run.threads",
-          "1",
-          "--run.log_every",
-          "1",
-          "--quiet",
-        ],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-      assert.equal(out.code, 0, text);
+      await launch2("tasks/pretrain.ts", [
+        "--run.out",
+        dir,
+        "--run.name",
+        "ddp",
+        "--data.subset",
+        "256",
+        "--data.batch_size",
+        "32",
+        "--ssl.queue",
+        "128",
+        "--model.base_width",
+        "4",
+        "--model.widths",
+        "1,0.5",
+        "--schedule.epochs",
+        "1",
+        "--run.knn_every",
+        "0",
+        "--run.knn_samples",
+        "256",
+        "--run.threads",
+        "1",
+        "--run.log_every",
+        "1",
+        "--quiet",
+      ]);
       // 256 samples over 2 ranks of 32 per step: 4 optimizer steps, logged once by rank 0.
       const train = readMetrics(join(dir, "ddp", "metrics.jsonl")).filter((r) =>
         r.kind === "train"
@@ -69,35 +69,22 @@ Deno.test({
   fn: async () => {
     const dir = await Deno.makeTempDir();
     try {
-      const root = new URL("..", import.meta.url).pathname;
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          join(root, "tasks/launch.ts"),
-          "--nproc",
-          "2",
-          join(root, "tasks/supervised.ts"),
-          "--run.out",
-          dir,
-          "--run.name",
-          "sup",
-          "--data.subset",
-          "512",
-          "--data.batch_size",
-          "64",
-          "--model.base_width",
-          "4",
-          "--model.widths",
-          "1,0.5",
-          "--run.threads",
-          "1",
-        ],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-      assert.equal(out.code, 0, text);
+      await launch2("tasks/supervised.ts", [
+        "--run.out",
+        dir,
+        "--run.name",
+        "sup",
+        "--data.subset",
+        "512",
+        "--data.batch_size",
+        "64",
+        "--model.base_width",
+        "4",
+        "--model.widths",
+        "1,0.5",
+        "--run.threads",
+        "1",
+      ]);
       // 512 samples over 2 ranks of 64 per step: 4 steps; rank 0 alone writes the summary.
       const summary = JSON.parse(await Deno.readTextFile(join(dir, "sup", "summary.json")));
       assert.equal(summary.steps, 4);
