@@ -12,6 +12,9 @@ import { setNumThreads } from "../lib/device.ts";
 import { Loader } from "../lib/data/mod.ts";
 import { loadModel, saveModel } from "../lib/models/model_file.ts";
 import { manualSeed } from "../lib/random.ts";
+import { DistributedDataParallel, initDistributed } from "../lib/dist/mod.ts";
+import { arange } from "../lib/tensor.ts";
+import type { LabeledSplit } from "../lib/train/source.ts";
 import { atomicWriteFile } from "../lib/serialize/fs.ts";
 import { labeledSplit, openDataset } from "../lib/train/data.ts";
 import { probeAccuracy, probeNetwork, trainProbe } from "../lib/train/probe.ts";
@@ -44,6 +47,20 @@ const TASK_HELP =
   --out DIR           where to write probe.json and the heads (default: beside the model)
   --help              this text`;
 
+/** Rank `rank`'s rows (every `worldSize`-th) of a split; the split itself is freed. */
+function shard(s: LabeledSplit, rank: number, worldSize: number): LabeledSplit {
+  if (worldSize === 1) return s;
+  using idx = arange(rank, s.images.shape[0], worldSize);
+  const out = {
+    ...s,
+    images: s.images.indexSelect(0, idx).keep(),
+    labels: s.labels.indexSelect(0, idx).keep(),
+  };
+  s.images.dispose();
+  s.labels.dispose();
+  return out;
+}
+
 /** Runs the linear probe; returns the JSON written. */
 export async function probe(args: string[]): Promise<Record<string, unknown> | null> {
   const { config: c, flags } = parseCommandLine(PROBE_SCHEMA, args, {
@@ -62,6 +79,13 @@ export async function probe(args: string[]): Promise<Record<string, unknown> | n
   const train = await openDataset(c.data, "train");
   const test = await openDataset(c.data, "test");
   const net = probeNetwork(pretrained, train.classes.length);
+  // Under the launcher: each rank trains on its shard, the heads' gradients are averaged, and rank
+  // 0 evaluates and writes (the frozen backbone's buffers never change, so none are synced).
+  const group = initDistributed();
+  const rank = group?.rank ?? 0;
+  const worldSize = group?.worldSize ?? 1;
+  const ddp = new DistributedDataParallel(net, group, { broadcastBuffers: false });
+  const afterBackward = ddp.active ? () => ddp.allReduceGradients() : undefined;
   pretrained.dispose();
   const testSplit = labeledSplit(test, 0, c.data.image_size);
   const outDir = (flags.out as string | undefined) ?? dirname(flags.model as string);
@@ -83,9 +107,9 @@ export async function probe(args: string[]): Promise<Record<string, unknown> | n
     const log = (e: number, loss: number) =>
       console.error(`probe: epoch ${e + 1} loss ${loss.toFixed(4)}`);
     if (c.probe.cache_features) {
-      const cached = labeledSplit(train, 0, c.data.image_size);
+      const cached = shard(labeledSplit(train, 0, c.data.image_size), rank, worldSize);
       try {
-        trainProbe(net, o, { cached }, log);
+        trainProbe(net, o, { cached }, log, afterBackward);
       } finally {
         cached.images.dispose();
         cached.labels.dispose();
@@ -97,13 +121,16 @@ export async function probe(args: string[]): Promise<Record<string, unknown> | n
         size: c.data.image_size,
         seed: c.run.seed,
         threads: c.data.workers,
+        rank,
+        worldSize,
       });
       try {
-        trainProbe(net, o, { loader, dataset: train }, log);
+        trainProbe(net, o, { loader, dataset: train }, log, afterBackward);
       } finally {
         loader.dispose();
       }
     }
+    if (rank !== 0) return null;
     const acc = probeAccuracy(net, testSplit);
     const rows = widthRows(net, c.data.image_size, acc);
     console.log(formatTable(rows, "probe top-1"));
@@ -129,6 +156,7 @@ export async function probe(args: string[]): Promise<Record<string, unknown> | n
     testSplit.images.dispose();
     testSplit.labels.dispose();
     net.dispose();
+    group?.destroy();
     train.dispose();
     test.dispose();
   }

@@ -94,3 +94,41 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "probe runs data-parallel under the launcher",
+  ignore: !hasBackend("gloo"),
+  fn: async () => {
+    const { models } = await import("../mod.ts");
+    const dir = await Deno.makeTempDir();
+    const net = new models.SlimmableResNet({
+      arch: "resnet18",
+      stem: "small",
+      inChannels: 1,
+      baseWidth: 4,
+      widths: [1, 0.5],
+      head: "mocov2_slim",
+      numClasses: 16,
+    });
+    try {
+      const model = join(dir, "model.pt");
+      await models.saveModel(model, net);
+      await launch2("tasks/probe.ts", [
+        "--model",
+        model,
+        "--data.subset",
+        "512",
+        "--probe.epochs",
+        "2",
+        "--run.threads",
+        "1",
+      ]);
+      const out = JSON.parse(await Deno.readTextFile(join(dir, "probe.json")));
+      assert.equal(out.backbone_unchanged, true);
+      assert.equal(out.widths.length, 2);
+    } finally {
+      net.dispose();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

@@ -137,6 +137,8 @@ export function trainProbe(
   o: ProbeOptions,
   data: { cached: LabeledSplit } | { loader: Loader; dataset: Dataset },
   onEpoch?: (epoch: number, loss: number) => void,
+  /** Called after each backward pass (data parallelism averages the heads' gradients here). */
+  afterBackward?: () => void,
 ): number {
   const heads = net.parameters().filter((p) => p.requiresGrad);
   const opt = new SGD(heads, { lr: o.lr, momentum: o.momentum, weight_decay: o.weightDecay });
@@ -175,6 +177,7 @@ export function trainProbe(
               );
               opt.zeroGrad();
               loss.backward();
+              afterBackward?.();
               opt.step();
               return loss.item();
             });
@@ -202,6 +205,7 @@ export function trainProbe(
               const loss = slimmableClassificationLoss(logits, batch.labels, o);
               opt.zeroGrad();
               loss.backward();
+              afterBackward?.();
               opt.step();
               return loss.item();
             });
