@@ -18,7 +18,7 @@ import {
   rankDevice,
 } from "../lib/dist/mod.ts";
 import type { Device } from "../lib/dtype.ts";
-import { labeledSplit, openDataset, recipeFor, twoViewSource } from "../lib/train/data.ts";
+import { labeledSplit, LoaderSource, openDataset, taskLoader } from "../lib/train/data.ts";
 import { type PretrainResult, runPretrain } from "../lib/train/pretrain.ts";
 import { formatTable, widthRows, writeSummary } from "../lib/train/summary.ts";
 
@@ -85,15 +85,10 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
       `'model.in_channels' is ${config.model.in_channels} but ${train.name} has ${train.channels}-channel images`,
     );
   }
-  const source = twoViewSource(train, {
-    batchSize: config.data.batch_size,
-    recipe: recipeFor(train, config.data.recipe, config.data.image_size, config.data.crop_min),
-    seed: config.run.seed,
-    threads: config.data.workers,
-    rank,
-    worldSize,
-    device: resolveDevice(config.run.device, group ? rankDevice() : "cuda"),
-  });
+  const device = resolveDevice(config.run.device, group ? rankDevice() : "cuda");
+  const source = new LoaderSource(
+    taskLoader(train, config.data, { seed: config.run.seed, rank, worldSize, device }),
+  );
   // Only rank 0 evaluates (and writes files).
   const knn = rank === 0
     ? {
@@ -103,7 +98,6 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
     : undefined;
 
   const generator = new Generator(config.run.seed + 1);
-  const device = resolveDevice(config.run.device, group ? rankDevice() : "cuda");
   const method = buildMethod(config, { generator, communicator: communicator(group) });
   if (device !== "cpu") method.to(device);
   const ddp = new DistributedDataParallel(method, group, { syncBatchNorm: config.run.sync_bn });

@@ -9,14 +9,13 @@ import { commandHelp, parseCommandLine } from "../lib/config/cli.ts";
 import { ConfigError, f, type Schema } from "../lib/config/schema.ts";
 import { dataSection, seedField, threadsField } from "../lib/config/sections.ts";
 import { setNumThreads } from "../lib/device.ts";
-import { Loader } from "../lib/data/mod.ts";
 import { loadModel, saveModel } from "../lib/models/model_file.ts";
 import { manualSeed } from "../lib/random.ts";
 import { DistributedDataParallel, initDistributed } from "../lib/dist/mod.ts";
 import { arange } from "../lib/tensor.ts";
 import type { LabeledSplit } from "../lib/train/source.ts";
 import { atomicWriteFile } from "../lib/serialize/fs.ts";
-import { labeledSplit, openDataset } from "../lib/train/data.ts";
+import { labeledSplit, openDataset, taskLoader } from "../lib/train/data.ts";
 import { probeAccuracy, probeNetwork, trainProbe } from "../lib/train/probe.ts";
 import { formatTable, widthRows } from "../lib/train/summary.ts";
 
@@ -115,15 +114,7 @@ export async function probe(args: string[]): Promise<Record<string, unknown> | n
         cached.labels.dispose();
       }
     } else {
-      const loader = new Loader(train, {
-        batchSize: c.data.batch_size,
-        recipe: c.data.recipe,
-        size: c.data.image_size,
-        seed: c.run.seed,
-        threads: c.data.workers,
-        rank,
-        worldSize,
-      });
+      const loader = taskLoader(train, c.data, { seed: c.run.seed, rank, worldSize });
       try {
         trainProbe(net, o, { loader, dataset: train }, log, afterBackward);
       } finally {

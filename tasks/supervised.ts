@@ -9,7 +9,6 @@ import { commandHelp, parseCommandLine } from "../lib/config/cli.ts";
 import { ConfigError, f, type Schema } from "../lib/config/schema.ts";
 import { backboneFields, dataSection, seedField, threadsField } from "../lib/config/sections.ts";
 import { setNumThreads } from "../lib/device.ts";
-import { Loader } from "../lib/data/mod.ts";
 import { loadModel, modelRecord, saveModel } from "../lib/models/model_file.ts";
 import { SlimmableResNet } from "../lib/models/slimmable_resnet.ts";
 import { type ResNetArch } from "../lib/models/resnet.ts";
@@ -25,7 +24,7 @@ import {
   optimizerRecord,
   readCheckpoint,
 } from "../lib/train/checkpoint.ts";
-import { labeledSplit, openDataset } from "../lib/train/data.ts";
+import { labeledSplit, openDataset, taskLoader } from "../lib/train/data.ts";
 import { probeAccuracy, slimmableClassificationLoss } from "../lib/train/probe.ts";
 import { learningRate } from "../lib/train/schedule.ts";
 import { MetricsLog, Progress } from "../lib/log/progress.ts";
@@ -128,12 +127,8 @@ export async function supervised(args: string[]): Promise<string | null> {
     weight_decay: c.optim.weight_decay,
     nesterov: c.optim.nesterov,
   });
-  const loader = new Loader(train, {
-    batchSize: c.data.batch_size,
-    recipe: c.data.recipe,
-    size: c.data.image_size,
+  const loader = taskLoader(train, c.data, {
     seed: c.run.seed,
-    threads: c.data.workers,
     rank,
     worldSize: group?.worldSize ?? 1,
   });

@@ -133,9 +133,30 @@ export function recipeFor(ds: Dataset, name: string, size: number, cropMin = 0):
   });
 }
 
-/** A two-view loader over `ds`. */
-export function twoViewSource(ds: Dataset, o: LoaderOptions): LoaderSource {
-  return new LoaderSource(new Loader(ds, o));
+/** The loader settings of a task's `data` section. */
+export interface LoaderSettings {
+  recipe: string;
+  image_size: number;
+  crop_min: number;
+  batch_size: number;
+  workers: number;
+}
+
+/**
+ * The training loader a task's `data` section describes (recipe, size, smallest crop, batch,
+ * threads), sharded for `rank` of `worldSize`.
+ */
+export function taskLoader(
+  ds: Dataset,
+  d: LoaderSettings,
+  o: Pick<LoaderOptions, "seed" | "rank" | "worldSize" | "device">,
+): Loader {
+  return new Loader(ds, {
+    batchSize: d.batch_size,
+    recipe: recipeFor(ds, d.recipe, d.image_size, d.crop_min),
+    threads: d.workers,
+    ...o,
+  });
 }
 
 /**
