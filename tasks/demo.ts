@@ -10,17 +10,37 @@ import { ConfigError } from "../lib/config/schema.ts";
 import { PROJECT_ROOT } from "../lib/ffi/paths.ts";
 import { atomicWriteFile } from "../lib/serialize/fs.ts";
 import { labeledSplit, openDataset } from "../lib/train/data.ts";
+import { holdsRun } from "../lib/train/run_dir.ts";
 import { pretrain } from "./pretrain.ts";
 import { percent, pixelKnn, pixelLine } from "./knn.ts";
+
+/**
+ * The recipe's run folder name, or with `-2`, `-3`, … appended when earlier demo runs hold it (a
+ * rerun never replaces an earlier one; `--run.name`, `--run-dir` or `--resume` choose yourself).
+ */
+function freshRunName(out: string, name: string, args: string[]): string[] {
+  const chosen = args.some((a) => /^--(run\.name|run-dir|resume)(=|$)/.test(a));
+  if (chosen) return [];
+  let n = 1;
+  while (holdsRun(join(out, n === 1 ? name : `${name}-${n}`))) n++;
+  return n === 1 ? [] : ["--run.name", `${name}-${n}`];
+}
 
 /** Runs the demo; returns the summary path. */
 export async function demo(args: string[] = []): Promise<string | null> {
   const recipe = join(PROJECT_ROOT, "configs", "demo_fashion_mnist.yaml");
+  const at = args.findIndex((a) => a === "--run.out" || a.startsWith("--run.out="));
+  const runs = at < 0
+    ? join(PROJECT_ROOT, "runs")
+    : args[at].includes("=")
+    ? args[at].slice("--run.out=".length)
+    : args[at + 1];
   const out = await pretrain([
     "--config",
     recipe,
     "--run.out",
-    join(PROJECT_ROOT, "runs"),
+    runs,
+    ...freshRunName(runs, "demo", args),
     ...args,
   ]);
   if (!out || out.result.status === "interrupted") return null;

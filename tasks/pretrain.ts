@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { commandHelp, parseCommandLine } from "../lib/config/cli.ts";
 import { PRETRAIN_SCHEMA, type PretrainConfig, validatePretrain } from "../lib/config/pretrain.ts";
 import { ConfigError } from "../lib/config/schema.ts";
+import { type AmpMode, type AmpSetting, resolveAmp } from "../lib/amp.ts";
 import { cuda, setNumThreads } from "../lib/device.ts";
 import { saveModel } from "../lib/models/model_file.ts";
 import { Generator, manualSeed } from "../lib/random.ts";
@@ -19,6 +20,7 @@ import {
 } from "../lib/dist/mod.ts";
 import type { Device } from "../lib/dtype.ts";
 import { labeledSplit, LoaderSource, openDataset, taskLoader } from "../lib/train/data.ts";
+import { assertNewRun } from "../lib/train/run_dir.ts";
 import { type PretrainResult, runPretrain } from "../lib/train/pretrain.ts";
 import { formatTable, widthRows, writeSummary } from "../lib/train/summary.ts";
 
@@ -51,6 +53,10 @@ function runFolder(c: PretrainConfig, explicit?: string): string {
   return join(c.run.out, name);
 }
 
+function precisionName(amp: AmpMode): string {
+  return amp === "none" ? "fp32" : `${amp} autocast`;
+}
+
 /** The device a `run.device` setting means here ("auto": CUDA when available). */
 export function resolveDevice(setting: string, cudaDevice: Device = "cuda"): Device {
   if (setting === "cpu") return "cpu";
@@ -76,6 +82,7 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
   if (config.run.threads) setNumThreads(config.run.threads);
   manualSeed(config.run.seed);
   const runDir = runFolder(config, flags["run-dir"] as string | undefined);
+  assertNewRun(runDir, Boolean(flags.resume));
   const log = (m: string) => rank === 0 && console.error(m);
 
   const train = await openDataset(config.data, "train", log);
@@ -86,6 +93,12 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
     );
   }
   const device = resolveDevice(config.run.device, group ? rankDevice() : "cuda");
+  if (device === "cpu" && config.run.amp === "fp16") {
+    throw new ConfigError(
+      "'run.amp: fp16' needs CUDA and this run is on the CPU; use bf16 or auto",
+    );
+  }
+  const precision = precisionName(resolveAmp(config.run.amp as AmpSetting, device));
   const source = new LoaderSource(
     taskLoader(train, config.data, { seed: config.run.seed, rank, worldSize, device }),
   );
@@ -104,7 +117,7 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
   const optimizer = buildOptimizer(config, method);
   log(
     `pretrain: ${config.method} ${config.model.arch} widths [${config.model.widths}] on ${train.name} ` +
-      `(${train.size} images, ${source.stepsPerEpoch} batches/epoch) → ${runDir}`,
+      `(${train.size} images, ${source.stepsPerEpoch} batches/epoch, ${device}, ${precision}) → ${runDir}`,
   );
   try {
     const resume = flags.resume as string | undefined;
@@ -144,6 +157,8 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
       wall_seconds: Number(((performance.now() - started) / 1000).toFixed(1)),
       train_seconds: Number(result.wallSeconds.toFixed(1)),
       data_wait_seconds: Number(result.dataWaitSeconds.toFixed(2)),
+      device,
+      precision,
       checkpoint: result.checkpoint,
       model: join(runDir, "model.pt"),
       config,

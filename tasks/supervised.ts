@@ -7,6 +7,7 @@
 import { join } from "node:path";
 import { commandHelp, parseCommandLine } from "../lib/config/cli.ts";
 import { ConfigError, f, type Schema } from "../lib/config/schema.ts";
+import { assertNewRun } from "../lib/train/run_dir.ts";
 import { backboneFields, dataSection, seedField, threadsField } from "../lib/config/sections.ts";
 import { setNumThreads } from "../lib/device.ts";
 import { loadModel, modelRecord, saveModel } from "../lib/models/model_file.ts";
@@ -91,6 +92,7 @@ export async function supervised(args: string[]): Promise<string | null> {
   const test = await openDataset(c.data, "test");
   const testSplit = labeledSplit(test, 0, c.data.image_size);
   const runDir = join(c.run.out, c.run.name);
+  if (!flags["test-only"]) assertNewRun(runDir, Boolean(flags.resume));
   if (flags["test-only"]) {
     if (!flags.model) throw new ConfigError("--test-only needs --model PATH");
     const net = await loadModel(flags.model as string);

@@ -1,5 +1,15 @@
 import assert from "node:assert/strict";
-import { autocast, F, GradScaler, randn, scope, SGD, tensor } from "../mod.ts";
+import {
+  autocast,
+  cpuHasNativeBf16,
+  F,
+  GradScaler,
+  randn,
+  resolveAmp,
+  scope,
+  SGD,
+  tensor,
+} from "../mod.ts";
 
 Deno.test("autocast runs matmuls and convolutions in bf16 on the CPU, then restores fp32", () => {
   scope(() => {
@@ -35,4 +45,15 @@ Deno.test("the grad scaler unscales, skips inf steps and adapts the scale", () =
     assert.equal(scaler.scale, 8, "grows after growthInterval good steps");
     opt.dispose();
   });
+});
+
+Deno.test("amp 'auto' is fp16 on CUDA, bf16 only on a CPU with native bf16; explicit settings stay", () => {
+  assert.equal(resolveAmp("auto", "cuda"), "fp16");
+  assert.equal(resolveAmp("auto", "cpu"), cpuHasNativeBf16() ? "bf16" : "none");
+  for (const s of ["none", "bf16", "fp16"] as const) assert.equal(resolveAmp(s, "cpu"), s);
+  let flags = "";
+  try {
+    flags = Deno.readTextFileSync("/proc/cpuinfo");
+  } catch { /* not Linux: the detector answers false */ }
+  assert.equal(cpuHasNativeBf16(), /\b(amx_bf16|avx512_bf16)\b/.test(flags));
 });

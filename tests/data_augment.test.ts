@@ -263,3 +263,22 @@ Deno.test("bad configs and inputs are errors", () => {
     );
   });
 });
+
+Deno.test("a recipe's jitter strength scales every view's colour ranges; 0 turns jitter off", () => {
+  const base = D.recipe("mocov3_small").views;
+  const half = D.recipe("mocov3_small", { jitter: 0.5 }).views;
+  const off = D.recipe("mocov3_small", { jitter: 0 }).views;
+  for (let i = 0; i < base.length; i++) {
+    const [b, h, o] = [base[i].jitter, half[i].jitter, off[i].jitter];
+    assert.equal(h.p, b.p);
+    assert.deepEqual(
+      [h.brightness, h.contrast, h.saturation, h.hue],
+      [b.brightness / 2, b.contrast / 2, b.saturation / 2, b.hue / 2],
+    );
+    assert.deepEqual([o.p, o.brightness, o.contrast, o.saturation, o.hue], [0, 0, 0, 0, 0]);
+    assert.deepEqual({ ...h, ...b }, b); // nothing else changes
+    assert.deepEqual(half[i].scale, base[i].scale);
+  }
+  assert.equal(D.recipe("simclr", { jitter: 4 }).views[0].jitter.hue, 0.5); // hue stays ≤ 0.5
+  assert.throws(() => D.recipe("mocov2", { jitter: -1 }), /jitter strength must be ≥ 0/);
+});

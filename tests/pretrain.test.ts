@@ -117,3 +117,31 @@ Deno.test("bf16 autocast training runs on the CPU", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a new pretraining run refuses a folder that holds an earlier run", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const earlier = join(dir, "earlier");
+    await Deno.mkdir(earlier);
+    await Deno.writeTextFile(join(earlier, "config.json"), "{}\n");
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("../tasks/pretrain.ts", import.meta.url).pathname,
+        "--run-dir",
+        earlier,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 2);
+    assert.match(
+      new TextDecoder().decode(out.stderr),
+      /earlier already holds a run; continue it with --resume auto --run-dir .*earlier/,
+    );
+    assert.equal(await Deno.readTextFile(join(earlier, "config.json")), "{}\n"); // untouched
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -6,8 +6,9 @@
  * slow-start gating.
  */
 import assert from "node:assert/strict";
-import { cuda, Generator, noGrad, randn, type Tensor } from "../mod.ts";
+import { cuda, Generator, noGrad, randn, scope, type Tensor } from "../mod.ts";
 import { fromRaw, loadSafetensors } from "../lib/serialize/mod.ts";
+import { loadModel, saveModel } from "../lib/models/model_file.ts";
 import {
   type GradDiagnostics,
   MoCoV2,
@@ -333,6 +334,34 @@ Deno.test("state dicts: reference layout with queue, queue_ptr and the momentum 
   assert.ok(v3.momentumEncoder.parameters().every((p) => !trainable.has(p)));
   assert.ok(v3.predictor.parameters().every((p) => trainable.has(p)));
   v3.dispose();
+});
+
+Deno.test("a MoCo v2 projector with a hidden width of its own saves and loads as one", async () => {
+  const v2 = new MoCoV2({ encoder: ENCODER, widths: [1, 0.5], dim: 8, queueSize: 16, mlpDim: 32 });
+  const dir = await Deno.makeTempDir();
+  try {
+    const feat = v2.encoderQ.featureChannels[0];
+    const sd = v2.encoderQ.stateDict();
+    assert.deepEqual(sd.get("fc.0.weight")!.shape, [32, feat]);
+    assert.deepEqual(sd.get("fc.2.weight")!.shape, [8, 32]);
+    const path = `${dir}/model.pt`;
+    await saveModel(path, v2.encoderQ);
+    const back = await loadModel(path);
+    v2.encoderQ.eval();
+    back.eval();
+    scope(() => {
+      const x = randn([2, NETS.in_channels, 16, 16]);
+      for (const w of [1, 0.5]) {
+        const [a, b] = [v2.encoderQ, back].map((n) => n.withWidth(w, () => n.forward(x)));
+        assert.deepEqual(b.shape, [2, 8]);
+        assert.ok(b.equal(a), `width ${w}`);
+      }
+    });
+    back.dispose();
+  } finally {
+    v2.dispose();
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test({

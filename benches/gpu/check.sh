@@ -115,6 +115,10 @@ step nccl_collectives_2rank 60 "${LAUNCH[@]}" 2 $SELF collectives --backend nccl
 # ---- throughput ----
 step bench_gpu_nccl_1proc 120 "${RUN[@]}" benches/dist_bench.ts --device cuda --backend nccl \
   --nproc 1 --batch 256 --steps 8 --reps 10 --no-python
+# SlimCLR-MoCo v2 S-ResNet-50 at 224 px: four widths against the full width (the time/FLOP
+# ratio of issue 4 on the hardware the paper used) and against Python PyTorch on the same card
+step bench_ssl_gpu 150 "${RUN[@]}" benches/ssl_bench.ts --config paper --device cuda --size 224 \
+  --batch 64 --iters 5
 step bench_gpu_gloo_2proc 120 "${RUN[@]}" benches/dist_bench.ts --device cuda --backend gloo \
   --nproc 2 --batch 256 --steps 8 --reps 5 --no-python
 step bench_cpu_gloo_2proc 120 "${RUN[@]}" benches/dist_bench.ts --nproc 2 --batch 64 --steps 5 \

@@ -1,9 +1,11 @@
 """PyTorch reference for benches/ssl_bench.ts: the same SlimCLR-MoCo v2 step, same threads.
 
-Usage: ssl_bench.py THREADS ITERS BATCH BASE_WIDTH QUEUE. Prints one JSON line
+Usage: ssl_bench.py THREADS ITERS BATCH BASE_WIDTH QUEUE [ARCH SIZE IN_CHANNELS DEVICE]. ARCH is
+resnet18 (small stem, the default, 28 px, 1 channel) or resnet50 (ImageNet stem). Prints one JSON line
 {"full": ms, "slim": ms}: the median time of one training step with the full width only and with
 the four widths 1/0.75/0.5/0.25 (SEED KD at T=5, alpha 0.5, loss weights [2.5, 1, 1, 1]). The
-slimmable ResNet-18 and the loss math come from tests/fixtures/make_ssl_fixtures.py.
+slimmable ResNet-18 and the loss math come from tests/fixtures/make_ssl_fixtures.py; the
+slimmable ResNet-50 below reuses its sliced layers.
 """
 
 import json
@@ -18,8 +20,52 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import make_ssl_fixtures as R  # noqa: E402
 
 WIDTHS = [1.0, 0.75, 0.5, 0.25]
-SIZE, DIM, TAU, M = 28, 128, 0.2, 0.999
+DIM, TAU, M = 128, 0.2, 0.999
 KD = dict(kind="seed", alpha=0.5, Ts=5.0, Tt=5.0)
+
+
+class Bottleneck(torch.nn.Module):
+    """torchvision's v1.5 bottleneck (stride on the 3×3) with sliced convolutions."""
+
+    def __init__(self, inc, mid, out, stride):
+        super().__init__()
+        self.conv1, self.bn1 = R.SConv(inc, mid, 1, 1, 0), R.SBN(mid)
+        self.conv2, self.bn2 = R.SConv(mid, mid, 3, stride, 1), R.SBN(mid)
+        self.conv3, self.bn3 = R.SConv(mid, out, 1, 1, 0), R.SBN(out)
+        self.downsample = None
+        if stride != 1 or inc != out:
+            self.downsample = R.Seq([R.SConv(inc, out, 1, stride, 0), R.SBN(out)])
+
+    def forward(self, x, i):
+        h = F.relu(self.bn1(self.conv1(x, i), i))
+        h = F.relu(self.bn2(self.conv2(h, i), i))
+        h = self.bn3(self.conv3(h, i), i)
+        return F.relu(h + (self.downsample(x, i) if self.downsample is not None else x))
+
+
+class SlimResNet50(torch.nn.Module):
+    """Slimmable ResNet-50, ImageNet stem, MoCo v2 slimmable head (slimclr's channel plan)."""
+
+    def __init__(self, widths, base, in_ch, dim):
+        super().__init__()
+        at = lambda c: [int(c * w) for w in widths]  # noqa: E731
+        c = at(base)
+        self.conv1, self.bn1 = R.SConv([in_ch] * len(widths), c, 7, 2, 3), R.SBN(c)
+        self.stages = torch.nn.ModuleList()
+        for s, n in enumerate([3, 4, 6, 3]):
+            out = at(base * 2**s * 4)
+            mid = [o // 4 for o in out]
+            blocks = [Bottleneck(c if j == 0 else out, mid, out, 2 if s > 0 and j == 0 else 1) for j in range(n)]
+            self.stages.append(torch.nn.ModuleList(blocks))
+            c = out
+        self.fc = R.head("mocov2_slim", widths, c, dim, 0)
+
+    def forward(self, x, i):
+        h = F.max_pool2d(F.relu(self.bn1(self.conv1(x, i), i)), 3, 2, 1)
+        for stage in self.stages:
+            for b in stage:
+                h = b(h, i)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1), i)
 
 
 def interleaved(fns, iters, warmup):
@@ -38,27 +84,40 @@ def interleaved(fns, iters, warmup):
 
 def main():
     threads, iters, batch, base, queue_size = (int(a) for a in sys.argv[1:6])
+    arch = sys.argv[6] if len(sys.argv) > 6 else "resnet18"
+    size = int(sys.argv[7]) if len(sys.argv) > 7 else 28
+    in_ch = int(sys.argv[8]) if len(sys.argv) > 8 else 1
+    device = torch.device(sys.argv[9] if len(sys.argv) > 9 else "cpu")
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    enc_q = R.SlimResNet18(WIDTHS, base, 1, "mocov2_slim", DIM)
+
+    def build():
+        if arch == "resnet50":
+            return SlimResNet50(WIDTHS, base, in_ch, DIM)
+        return R.SlimResNet18(WIDTHS, base, in_ch, "mocov2_slim", DIM)
+
+    enc_q = build()
     R.randomize(enc_q, torch.Generator().manual_seed(0))
-    enc_k = R.SlimResNet18(WIDTHS, base, 1, "mocov2_slim", DIM)
+    enc_k = build()
     enc_k.load_state_dict(enc_q.state_dict())
+    enc_q.to(device)
+    enc_k.to(device)
     for p in enc_k.parameters():
         p.requires_grad_(False)
-    queue = F.normalize(torch.randn(DIM, queue_size), dim=0)
+    queue = F.normalize(torch.randn(DIM, queue_size, device=device), dim=0)
     ptr = [0]
     opt = torch.optim.SGD(enc_q.parameters(), lr=0.03, momentum=0.9, weight_decay=1e-4)
-    a, b = torch.randn(batch, 1, SIZE, SIZE), torch.randn(batch, 1, SIZE, SIZE)
+    a = torch.randn(batch, in_ch, size, size, device=device)
+    b = torch.randn(batch, in_ch, size, size, device=device)
     weights = R.loss_weights(WIDTHS, 5)
 
     def step(n):
         R.ema(enc_k, enc_q, M)
         with torch.no_grad():  # shuffle-BN in one process: permute, encode, restore
-            perm = torch.randperm(batch)
+            perm = torch.randperm(batch, device=device)
             k = F.normalize(enc_k(b[perm], 0), dim=1)[perm.argsort()]
         snapshot = queue.clone()
-        labels = torch.zeros(batch, dtype=torch.long)
+        labels = torch.zeros(batch, dtype=torch.long, device=device)
         outs = []
         for i in range(n):
             q = F.normalize(enc_q(a, i), dim=1)
@@ -71,7 +130,12 @@ def main():
         queue[:, ptr[0] : ptr[0] + batch] = k.t()
         ptr[0] = (ptr[0] + batch) % queue_size
 
-    full, slim = interleaved([lambda: step(1), lambda: step(len(WIDTHS))], iters, 2)
+    def timed(n):
+        step(n)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    full, slim = interleaved([lambda: timed(1), lambda: timed(len(WIDTHS))], iters, 2)
     print(json.dumps({"full": full, "slim": slim}))
 
 

@@ -23,9 +23,13 @@ export const PRETRAIN_SCHEMA = {
   },
   ssl: {
     dim: f.int(128, "projection dimension (MoCo v2 128, MoCo v3 256, SimCLR 128)", { min: 1 }),
-    mlp_dim: f.int(0, "hidden width of the MoCo v3 / SimCLR projector (0: the method's default)", {
-      min: 0,
-    }),
+    mlp_dim: f.int(
+      0,
+      "hidden width of the projector at width 1 (0: the method's default: MoCo v2 the feature width, MoCo v3 4096, SimCLR 2048)",
+      {
+        min: 0,
+      },
+    ),
     queue: f.int(4096, "MoCo v2 queue length K (a multiple of the global batch)", { min: 1 }),
     momentum: f.num(
       0.999,
@@ -100,11 +104,16 @@ export const PRETRAIN_SCHEMA = {
     name: f.str("", "run folder name (empty: method-arch-timestamp)"),
     seed: seedField(),
     device: f.str("auto", "device", ["auto", "cpu", "cuda"]),
-    amp: f.str("none", "mixed precision: bf16 (CPU or CUDA) or fp16 with loss scaling (CUDA)", [
+    amp: f.str(
       "none",
-      "bf16",
-      "fp16",
-    ]),
+      "mixed precision: bf16 (CPU or CUDA), fp16 with loss scaling (CUDA), or auto (fp16 on CUDA, bf16 on a CPU with native bf16, else none)",
+      [
+        "none",
+        "auto",
+        "bf16",
+        "fp16",
+      ],
+    ),
     sync_bn: f.bool(
       false,
       "with several processes: batch statistics over all ranks (SyncBatchNorm)",

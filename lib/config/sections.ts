@@ -24,6 +24,11 @@ export function dataSection(recipe: string, batchSize: number) {
       min: 0,
       max: 1,
     }),
+    jitter: f.num(
+      1,
+      "colour-jitter strength: scales the recipe's brightness, contrast, saturation and hue ranges (0: off)",
+      { min: 0 },
+    ),
     image_size: f.int(28, "crop size", { min: 8 }),
     batch_size: f.int(batchSize, "batch size per process", { min: 1 }),
     subset: f.num(0, "use a seeded subset: a fraction (<1) or a count (≥1); 0 uses everything", {

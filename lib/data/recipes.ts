@@ -38,9 +38,14 @@ export interface RecipeOptions {
   cropMin?: number;
   /** Output channels (0 keeps the input's). */
   channels?: 0 | 1 | 3;
+  /**
+   * Colour-jitter strength (SimCLR's `s`): multiplies every view's brightness, contrast,
+   * saturation and hue ranges; 0 turns jitter off; 1 (default) keeps the recipe's.
+   */
+  jitter?: number;
 }
 
-type Builder = (o: Required<RecipeOptions>) => AugmentConfig[];
+type Builder = (o: Required<Omit<RecipeOptions, "jitter">>) => AugmentConfig[];
 
 const jitter = (p: number, b: number, c: number, s: number, h: number) => ({
   p,
@@ -50,7 +55,10 @@ const jitter = (p: number, b: number, c: number, s: number, h: number) => ({
   hue: h,
 });
 
-function rrc(o: Required<RecipeOptions>, scale: readonly [number, number]): AugmentConfig {
+function rrc(
+  o: Required<Omit<RecipeOptions, "jitter">>,
+  scale: readonly [number, number],
+): AugmentConfig {
   return {
     ...baseConfig(o.size),
     mode: "rrc",
@@ -62,7 +70,7 @@ function rrc(o: Required<RecipeOptions>, scale: readonly [number, number]): Augm
 }
 
 function contrastive(
-  o: Required<RecipeOptions>,
+  o: Required<Omit<RecipeOptions, "jitter">>,
   scale: readonly [number, number],
   j: ReturnType<typeof jitter>,
   blurP: number,
@@ -127,11 +135,23 @@ export function recipe(name: string, opts: RecipeOptions = {}): Recipe {
     throw new RangeError(`unknown recipe '${name}' (expected one of ${RECIPE_NAMES.join(", ")})`);
   }
   const small = name.endsWith("_small");
-  const o: Required<RecipeOptions> = {
+  const o: Required<Omit<RecipeOptions, "jitter">> = {
     size: opts.size ?? (small ? 28 : 224),
     stats: opts.stats ?? IMAGENET_STATS,
     cropMin: opts.cropMin ?? (small ? 0.2 : 0.08),
     channels: opts.channels ?? 0,
   };
-  return { name, views: build(o) };
+  const s = opts.jitter ?? 1;
+  if (!(s >= 0)) throw new RangeError(`jitter strength must be ≥ 0 (got ${opts.jitter})`);
+  const views = s === 1 ? build(o) : build(o).map((v) => ({
+    ...v,
+    jitter: s === 0 ? { ...v.jitter, p: 0, brightness: 0, contrast: 0, saturation: 0, hue: 0 } : {
+      ...v.jitter,
+      brightness: v.jitter.brightness * s,
+      contrast: v.jitter.contrast * s,
+      saturation: v.jitter.saturation * s,
+      hue: Math.min(0.5, v.jitter.hue * s),
+    },
+  }));
+  return { name, views };
 }

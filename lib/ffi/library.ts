@@ -94,12 +94,16 @@ let lib: Deno.DynamicLibrary<Record<string, Deno.ForeignFunction>> | null = null
 function open(): Deno.DynamicLibrary<Record<string, Deno.ForeignFunction>> {
   if (lib) return lib;
   const path = shimLibraryPath();
-  // OpenMP worker threads that spin while idle fight the loader's threads and any other process
-  // for the cores: measured on a 2-core machine, a training step took 1.7 s (with 6 s outliers)
-  // spinning and 1.1 s sleeping. libgomp reads this when LibTorch loads, so it is set before
-  // dlopen; an explicit OMP_WAIT_POLICY wins.
+  // Idle OpenMP workers spin for a bounded while, then sleep. Measured on this 2-core machine
+  // (libgomp, LibTorch 2.13): sleeping at once (OMP_WAIT_POLICY=PASSIVE) made a four-width demo
+  // step 0.64 s instead of 0.52 s, and narrow widths up to 2× slower, because every small kernel
+  // paid a futex wake-up; spinning forever (ACTIVE) fights the loader's threads and any other
+  // process for the cores. 10,000 spins (tens of µs) is as fast as spinning and yields soon after.
+  // libgomp reads these when LibTorch loads, so they are set before dlopen; explicit settings win.
   try {
-    if (!Deno.env.has("OMP_WAIT_POLICY")) Deno.env.set("OMP_WAIT_POLICY", "PASSIVE");
+    if (!Deno.env.has("OMP_WAIT_POLICY") && !Deno.env.has("GOMP_SPINCOUNT")) {
+      Deno.env.set("GOMP_SPINCOUNT", "10000");
+    }
   } catch { /* no env permission: keep libgomp's default */ }
   try {
     lib = Deno.dlopen(path, symbolTable());

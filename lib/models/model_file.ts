@@ -70,8 +70,17 @@ export function inferHead(
   if (shape("fc.linears.0.weight")) {
     return { head: "supervised_switch", numClasses: shape("fc.linears.0.weight")![0] };
   }
+  // A MoCo v2 projector records its hidden width only when it is not the feature width.
+  const mocov2 = (head: HeadKind, first: string, last: string) => {
+    const [hiddenOut, featIn] = shape(first)!;
+    return {
+      head,
+      numClasses: shape(last)![0],
+      ...(hiddenOut !== featIn ? { mlpDim: hiddenOut } : {}),
+    };
+  };
   if (shape("fc.0.linears.0.weight")) {
-    return { head: "mocov2_switch", numClasses: shape("fc.2.linears.0.weight")![0] };
+    return mocov2("mocov2_switch", "fc.0.linears.0.weight", "fc.2.linears.0.weight");
   }
   if (shape("fc.1.bn.0.running_mean")) {
     const affineLast = sd.has("fc.4.bn.0.weight");
@@ -81,7 +90,7 @@ export function inferHead(
       mlpDim: shape("fc.0.weight")![0],
     };
   }
-  if (shape("fc.2.weight")) return { head: "mocov2_slim", numClasses: shape("fc.2.weight")![0] };
+  if (shape("fc.2.weight")) return mocov2("mocov2_slim", "fc.0.weight", "fc.2.weight");
   if (shape("fc.weight")) return { head: "supervised", numClasses: shape("fc.weight")![0] };
   return { head: "none", numClasses: 0 };
 }

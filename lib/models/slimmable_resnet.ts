@@ -43,7 +43,10 @@ export interface SlimmableResNetOptions extends ResNetOptions {
   head?: HeadKind;
   /** Overlapping leading slices (default) or disjoint channel bands. */
   overlap?: boolean;
-  /** Hidden width of the MoCo v3 (4096) or SimCLR (2048) projector at width 1. */
+  /**
+   * Hidden width of the projector at width 1: MoCo v3 (default 4096), SimCLR (2048), MoCo v2
+   * (default: the feature width, as the paper).
+   */
   mlpDim?: number;
 }
 
@@ -68,18 +71,22 @@ function buildHead(
       return new SlimmableLinear(state, feat, C, true, overlap);
     case "supervised_switch":
       return new SwitchableLinear(state, feat, C);
-    case "mocov2_slim":
+    case "mocov2_slim": {
+      const h = mlpDim ? hidden(mlpDim) : feat;
       return new Sequential(
-        new SlimmableLinear(state, feat, feat, true, overlap),
+        new SlimmableLinear(state, feat, h, true, overlap),
         new ReLU(),
-        new SlimmableLinear(state, feat, C, true, overlap),
+        new SlimmableLinear(state, h, C, true, overlap),
       );
-    case "mocov2_switch":
+    }
+    case "mocov2_switch": {
+      const h = mlpDim ? hidden(mlpDim) : feat;
       return new Sequential(
-        new SwitchableLinear(state, feat, feat),
+        new SwitchableLinear(state, feat, h),
         new ReLU(),
-        new SwitchableLinear(state, feat, C),
+        new SwitchableLinear(state, h, C),
       );
+    }
     case "mocov3_slim": {
       const h = hidden(mlpDim ?? 4096);
       return new Sequential(

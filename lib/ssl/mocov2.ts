@@ -33,6 +33,8 @@ export interface MoCoV2Options extends SlimSSLOptions {
    * shuffle changes nothing because batch statistics do not depend on the order).
    */
   keyBatchSplits?: number;
+  /** Hidden width of the projector at width 1 (default: the feature width, as the paper). */
+  mlpDim?: number;
 }
 
 /**
@@ -69,6 +71,7 @@ export class MoCoV2 extends SlimSSLMethod {
         widths: this.widths,
         head: o.head ?? "mocov2_slim",
         numClasses: this.dim,
+        mlpDim: o.mlpDim,
       });
     this.encoderQ = this.child("encoder_q", make());
     this.encoderK = this.child("encoder_k", make());

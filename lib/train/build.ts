@@ -47,6 +47,7 @@ export function buildMethod(
         momentum: c.ssl.momentum,
         temperature: c.ssl.temperature,
         keyBatchSplits: c.ssl.key_batch_splits,
+        mlpDim,
       });
     case "mocov3":
       return new MoCoV3({

@@ -122,14 +122,22 @@ export class LoaderSource implements TwoViewSource {
 
 /**
  * The recipe `name` for `ds`: `_small` recipes take the dataset's statistics and `size`; a
- * positive `cropMin` overrides the recipe's smallest crop area.
+ * positive `cropMin` overrides the recipe's smallest crop area and `jitter` scales its colour
+ * jitter (1 keeps it).
  */
-export function recipeFor(ds: Dataset, name: string, size: number, cropMin = 0): Recipe {
+export function recipeFor(
+  ds: Dataset,
+  name: string,
+  size: number,
+  cropMin = 0,
+  jitter = 1,
+): Recipe {
   const small = name.endsWith("_small");
   return recipe(name, {
     size,
     stats: small ? ds.stats : undefined,
     ...(cropMin > 0 ? { cropMin } : {}),
+    jitter,
   });
 }
 
@@ -138,6 +146,7 @@ export interface LoaderSettings {
   recipe: string;
   image_size: number;
   crop_min: number;
+  jitter: number;
   batch_size: number;
   workers: number;
 }
@@ -153,7 +162,7 @@ export function taskLoader(
 ): Loader {
   return new Loader(ds, {
     batchSize: d.batch_size,
-    recipe: recipeFor(ds, d.recipe, d.image_size, d.crop_min),
+    recipe: recipeFor(ds, d.recipe, d.image_size, d.crop_min, d.jitter),
     threads: d.workers,
     ...o,
   });

@@ -12,7 +12,7 @@ import { fromRaw, toRaw } from "../serialize/tensors.ts";
 import type { RawTensor } from "../serialize/raw.ts";
 import { atomicWriteFile } from "../serialize/fs.ts";
 import { clipGradNorm, type Optimizer } from "../optim.ts";
-import { autocast, GradScaler } from "../amp.ts";
+import { type AmpSetting, autocast, GradScaler, resolveAmp } from "../amp.ts";
 import type { Device } from "../dtype.ts";
 import { cuda } from "../device.ts";
 import { defaultGeneratorState, setDefaultGeneratorState } from "../random.ts";
@@ -202,7 +202,9 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
   const ckpts = new CheckpointManager(join(run.runDir, "checkpoints"), c.run.keep_last);
   await Deno.mkdir(run.runDir, { recursive: true });
 
-  const scaler = c.run.amp === "fp16" ? new GradScaler() : null;
+  const device: Device = run.device ?? "cpu";
+  const amp = resolveAmp(c.run.amp as AmpSetting, device);
+  const scaler = amp === "fp16" ? new GradScaler() : null;
   let step = 0;
   let knn: Map<number, number> | null = null;
   const resumeFrom = run.resume === "auto" ? ckpts.latest()?.path : run.resume;
@@ -235,11 +237,10 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
   let checkpoint: string | null = ckpts.latest()?.path ?? null;
   let status: PretrainResult["status"] = "completed";
   const params = run.method.trainableParameters();
-  const device: Device = run.device ?? "cpu";
   const forward = (a: Tensor, b: Tensor, ctx: { epoch: number; step: number }) =>
-    c.run.amp === "none"
+    amp === "none"
       ? run.method.trainingStep(a, b, ctx)
-      : autocast(device, c.run.amp === "bf16" ? "bfloat16" : "float16", () =>
+      : autocast(device, amp === "bf16" ? "bfloat16" : "float16", () =>
         run.method.trainingStep(a, b, ctx));
   const saveCheckpoint = async () => {
     if (!isMain) return;
