@@ -10,6 +10,7 @@ import { ConfigError } from "../lib/config/schema.ts";
 import { PROJECT_ROOT } from "../lib/ffi/paths.ts";
 import { atomicWriteFile } from "../lib/serialize/fs.ts";
 import { labeledSplit, openDataset } from "../lib/train/data.ts";
+import { writeAccuracyPlot } from "../lib/train/summary.ts";
 import { holdsRun } from "../lib/train/run_dir.ts";
 import { pretrain } from "./pretrain.ts";
 import { percent, pixelKnn, pixelLine } from "./knn.ts";
@@ -73,6 +74,11 @@ export async function demo(args: string[] = []): Promise<string | null> {
     out.summaryPath,
     new TextEncoder().encode(JSON.stringify(summary, null, 2) + "\n"),
   );
+  // The trade-off curve again, now with the pixel baselines it is judged against.
+  await writeAccuracyPlot(out.runDir, summary.widths, "kNN top-1 (%)", [
+    ...(pixels.raw === null ? [] : [{ label: "raw pixels", accuracy: pixels.raw }]),
+    { label: "standardized pixels", accuracy: pixels.standardized },
+  ]);
   console.log(pixelLine(pixels));
   console.log(
     `plots: ${join(out.runDir, "accuracy_vs_macs.png")}, ${join(out.runDir, "loss.png")}`,

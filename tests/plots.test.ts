@@ -14,6 +14,14 @@ Deno.test("plots render to SVG and PNG", async () => {
     );
     const text = await Deno.readTextFile(svg);
     assert.ok(text.startsWith("<svg") && text.includes("×0.5"));
+    assert.ok(!text.includes("raw pixels"));
+    const [withBaseline] = await renderChart(
+      accuracyVsMacsSpec([{ width: 1, macs: 4.09e9, accuracy: 0.7 }], "demo", [
+        { label: "raw pixels", accuracy: 0.6 },
+      ]),
+      join(dir, "acc_baseline"),
+    );
+    assert.ok((await Deno.readTextFile(withBaseline)).includes("raw pixels"));
     const bytes = await Deno.readFile(png);
     assert.deepEqual([...bytes.subarray(1, 4)], [0x50, 0x4e, 0x47]);
     await renderChart(

@@ -29,8 +29,21 @@ export interface WidthPoint {
   accuracy: number;
 }
 
-/** Accuracy (%) against MACs (log scale), one labelled point per width. */
-export function accuracyVsMacsSpec(points: WidthPoint[], title: string): vl.TopLevelSpec {
+/** A reference accuracy drawn across the plot (e.g. kNN on raw pixels). */
+export interface Baseline {
+  label: string;
+  accuracy: number;
+}
+
+/**
+ * Accuracy (%) against MACs (log scale), one labelled point per width, and each baseline as a
+ * dashed, labelled horizontal rule.
+ */
+export function accuracyVsMacsSpec(
+  points: WidthPoint[],
+  title: string,
+  baselines: Baseline[] = [],
+): vl.TopLevelSpec {
   const values = points.map((p) => ({
     width: `×${p.width}`,
     mmacs: p.macs / 1e6,
@@ -59,6 +72,28 @@ export function accuracyVsMacsSpec(points: WidthPoint[], title: string): vl.TopL
         mark: { type: "text", dy: -12 },
         encoding: { x, y, text: { field: "width", type: "nominal" } },
       },
+      ...baselines.flatMap((b) => {
+        const data = { values: [{ accuracy: b.accuracy * 100, label: b.label }] };
+        return [
+          {
+            data,
+            mark: { type: "rule" as const, strokeDash: [4, 4], color: "gray" },
+            encoding: { y },
+          },
+          {
+            data,
+            mark: {
+              type: "text" as const,
+              align: "left" as const,
+              dx: 4,
+              dy: -6,
+              x: 0,
+              color: "gray",
+            },
+            encoding: { y, text: { field: "label", type: "nominal" as const } },
+          },
+        ];
+      }),
     ],
   };
 }

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { SlimmableResNet } from "../models/slimmable_resnet.ts";
 import { profileWidths } from "../models/profile.ts";
 import { atomicWriteFile } from "../serialize/fs.ts";
-import { accuracyVsMacsSpec, lossCurvesSpec, renderChart } from "../log/plots.ts";
+import { accuracyVsMacsSpec, type Baseline, lossCurvesSpec, renderChart } from "../log/plots.ts";
 import { readMetrics } from "../log/progress.ts";
 
 /** One width's row of the summary. */
@@ -46,6 +46,28 @@ export function formatTable(rows: WidthSummary[], metric: string): string {
   return [line(head), ...body.map(line)].join("\n");
 }
 
+/**
+ * Renders `accuracy_vs_macs.{svg,png}` in `runDir` from the widths' top-1, with optional baselines
+ * (nothing when no width has an accuracy).
+ */
+export async function writeAccuracyPlot(
+  runDir: string,
+  widths: WidthSummary[],
+  metric: string,
+  baselines: Baseline[] = [],
+): Promise<void> {
+  const points = widths.filter((w) => w.top1 !== null).map((w) => ({
+    width: w.width,
+    macs: w.macs,
+    accuracy: w.top1! / 100,
+  }));
+  if (!points.length) return;
+  await renderChart(
+    accuracyVsMacsSpec(points, metric, baselines),
+    join(runDir, "accuracy_vs_macs"),
+  );
+}
+
 /** Writes `summary.json` and the plots; returns the summary's path. */
 export async function writeSummary(
   runDir: string,
@@ -54,14 +76,7 @@ export async function writeSummary(
 ): Promise<string> {
   const path = join(runDir, "summary.json");
   await atomicWriteFile(path, new TextEncoder().encode(JSON.stringify(summary, null, 2) + "\n"));
-  const points = summary.widths.filter((w) => w.top1 !== null).map((w) => ({
-    width: w.width,
-    macs: w.macs,
-    accuracy: w.top1! / 100,
-  }));
-  if (points.length) {
-    await renderChart(accuracyVsMacsSpec(points, metric), join(runDir, "accuracy_vs_macs"));
-  }
+  await writeAccuracyPlot(runDir, summary.widths, metric);
   const rows = readMetrics(join(runDir, "metrics.jsonl"))
     .filter((r) => r.kind === "train")
     .flatMap((r) =>
