@@ -10,6 +10,7 @@ import { ConfigError } from "../lib/config/schema.ts";
 import { PROJECT_ROOT } from "../lib/ffi/paths.ts";
 import { atomicWriteFile } from "../lib/serialize/fs.ts";
 import { labeledSplit, openDataset } from "../lib/train/data.ts";
+import { disposeSplits } from "../lib/train/source.ts";
 import { writeAccuracyPlot } from "../lib/train/summary.ts";
 import { holdsRun } from "../lib/train/run_dir.ts";
 import { pretrain } from "./pretrain.ts";
@@ -54,10 +55,7 @@ export async function demo(args: string[] = []): Promise<string | null> {
   try {
     pixels = pixelKnn(bank, queries, config.run.knn_k, config.run.knn_t);
   } finally {
-    for (const s of [bank, queries]) {
-      s.images.dispose();
-      s.labels.dispose();
-    }
+    disposeSplits(bank, queries);
     train.dispose();
     test.dispose();
   }

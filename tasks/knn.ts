@@ -15,7 +15,7 @@ import { scope } from "../lib/scope.ts";
 import { type Tensor, tensor } from "../lib/tensor.ts";
 import { labeledSplit, openDataset } from "../lib/train/data.ts";
 import { knnPerWidth } from "../lib/train/monitor.ts";
-import type { LabeledSplit } from "../lib/train/source.ts";
+import { disposeSplits, type LabeledSplit } from "../lib/train/source.ts";
 import { formatTable, widthRows } from "../lib/train/summary.ts";
 
 /** Settings of `deno task knn`. */
@@ -105,10 +105,7 @@ export async function knnTask(args: string[]): Promise<Record<string, unknown> |
     await atomicWriteFile(path, new TextEncoder().encode(JSON.stringify(out, null, 2) + "\n"));
     return out;
   } finally {
-    for (const s of [bank, queries]) {
-      s.images.dispose();
-      s.labels.dispose();
-    }
+    disposeSplits(bank, queries);
     net.dispose();
     train.dispose();
     test.dispose();

@@ -20,6 +20,7 @@ import {
 } from "../lib/dist/mod.ts";
 import type { Device } from "../lib/dtype.ts";
 import { labeledSplit, LoaderSource, openDataset, taskLoader } from "../lib/train/data.ts";
+import { disposeSplits } from "../lib/train/source.ts";
 import { assertNewRun } from "../lib/train/run_dir.ts";
 import { type PretrainResult, runPretrain } from "../lib/train/pretrain.ts";
 import { formatTable, widthRows, writeSummary } from "../lib/train/summary.ts";
@@ -170,10 +171,7 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
     optimizer.dispose();
     method.dispose();
     generator.dispose();
-    for (const s of knn ? [knn.train, knn.test] : []) {
-      s.images.dispose();
-      s.labels.dispose();
-    }
+    disposeSplits(knn?.train, knn?.test);
     train.dispose();
     test.dispose();
     group?.destroy();

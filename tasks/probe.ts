@@ -13,7 +13,7 @@ import { loadModel, saveModel } from "../lib/models/model_file.ts";
 import { manualSeed } from "../lib/random.ts";
 import { DistributedDataParallel, initDistributed } from "../lib/dist/mod.ts";
 import { arange } from "../lib/tensor.ts";
-import type { LabeledSplit } from "../lib/train/source.ts";
+import { disposeSplits, type LabeledSplit } from "../lib/train/source.ts";
 import { atomicWriteFile } from "../lib/serialize/fs.ts";
 import { labeledSplit, openDataset, taskLoader } from "../lib/train/data.ts";
 import { probeAccuracy, probeNetwork, trainProbe } from "../lib/train/probe.ts";
@@ -55,8 +55,7 @@ function shard(s: LabeledSplit, rank: number, worldSize: number): LabeledSplit {
     images: s.images.indexSelect(0, idx).keep(),
     labels: s.labels.indexSelect(0, idx).keep(),
   };
-  s.images.dispose();
-  s.labels.dispose();
+  disposeSplits(s);
   return out;
 }
 
@@ -110,8 +109,7 @@ export async function probe(args: string[]): Promise<Record<string, unknown> | n
       try {
         trainProbe(net, o, { cached }, log, afterBackward);
       } finally {
-        cached.images.dispose();
-        cached.labels.dispose();
+        disposeSplits(cached);
       }
     } else {
       const loader = taskLoader(train, c.data, { seed: c.run.seed, rank, worldSize });
@@ -144,8 +142,7 @@ export async function probe(args: string[]): Promise<Record<string, unknown> | n
     await saveModel(join(outDir, "probe_model.pt"), net);
     return out;
   } finally {
-    testSplit.images.dispose();
-    testSplit.labels.dispose();
+    disposeSplits(testSplit);
     net.dispose();
     group?.destroy();
     train.dispose();

@@ -26,6 +26,7 @@ import {
   readCheckpoint,
 } from "../lib/train/checkpoint.ts";
 import { labeledSplit, openDataset, taskLoader } from "../lib/train/data.ts";
+import { disposeSplits } from "../lib/train/source.ts";
 import { probeAccuracy, slimmableClassificationLoss } from "../lib/train/probe.ts";
 import { learningRate } from "../lib/train/schedule.ts";
 import { MetricsLog, Progress } from "../lib/log/progress.ts";
@@ -102,8 +103,7 @@ export async function supervised(args: string[]): Promise<string | null> {
       return null;
     } finally {
       net.dispose();
-      testSplit.images.dispose();
-      testSplit.labels.dispose();
+      disposeSplits(testSplit);
       test.dispose();
     }
   }
@@ -213,8 +213,7 @@ export async function supervised(args: string[]): Promise<string | null> {
     opt.dispose();
     net.dispose();
     train.dispose();
-    testSplit.images.dispose();
-    testSplit.labels.dispose();
+    disposeSplits(testSplit);
     test.dispose();
     group?.destroy();
   }

@@ -143,6 +143,15 @@ export function trainProbe(
   const heads = net.parameters().filter((p) => p.requiresGrad);
   const opt = new SGD(heads, { lr: o.lr, momentum: o.momentum, weight_decay: o.weightDecay });
   const snapshot = backboneSnapshot(net);
+  /** One optimizer step of the heads on the widths' logits; returns the loss. */
+  const update = (logits: Tensor[], labels: Tensor): number => {
+    const loss = slimmableClassificationLoss(logits, labels, o);
+    opt.zeroGrad();
+    loss.backward();
+    afterBackward?.();
+    opt.step();
+    return loss.item();
+  };
   let last = NaN;
   try {
     if ("cached" in data) {
@@ -161,25 +170,11 @@ export function trainProbe(
             opt.setLr(schedule(o, step, total, steps));
             sum += scope(() => {
               const idx = order.narrow(0, b * o.batchSize, o.batchSize);
+              const head = net.fc!;
               const logits = net.widths.map((w, i) =>
-                net.withWidth(
-                  w,
-                  () =>
-                    (net.fc as unknown as { forward(x: Tensor): Tensor }).forward(
-                      feats[i].indexSelect(0, idx),
-                    ),
-                )
+                net.withWidth(w, () => head.forward(feats[i].indexSelect(0, idx)))
               );
-              const loss = slimmableClassificationLoss(
-                logits,
-                data.cached.labels.indexSelect(0, idx),
-                o,
-              );
-              opt.zeroGrad();
-              loss.backward();
-              afterBackward?.();
-              opt.step();
-              return loss.item();
+              return update(logits, data.cached.labels.indexSelect(0, idx));
             });
             count++;
           }
@@ -202,12 +197,7 @@ export function trainProbe(
               const logits = net.widths.map((w) =>
                 net.withWidth(w, () => net.forward(batch.views[0]))
               );
-              const loss = slimmableClassificationLoss(logits, batch.labels, o);
-              opt.zeroGrad();
-              loss.backward();
-              afterBackward?.();
-              opt.step();
-              return loss.item();
+              return update(logits, batch.labels);
             });
             count++;
             step++;

@@ -37,6 +37,14 @@ export interface LabeledSplit {
   stats?: { mean: readonly number[]; std: readonly number[] };
 }
 
+/** Frees the tensors of each split (absent ones are skipped). */
+export function disposeSplits(...splits: (LabeledSplit | null | undefined)[]): void {
+  for (const s of splits) {
+    s?.images.dispose();
+    s?.labels.dispose();
+  }
+}
+
 /**
  * An in-memory source for tests and small data: each view is the image plus Gaussian noise of
  * `noise` std, drawn from a generator seeded by (seed, epoch, batch).
