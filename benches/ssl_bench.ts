@@ -3,7 +3,7 @@
  * against the same step with the full width only (the same model before its slow start), and
  * each against Python PyTorch running the same step (benches/python/ssl_bench.py) on the same
  * LibTorch and thread count. Two configurations:
- * - `small`: the demo's kind of network, a small-image ResNet-18 at base width 16, 1×28×28
+ * - `small`: the demo's network, a small-image ResNet-18 (3×3/2 stem) at base width 16, 1×28×28
  *   inputs, batch 64;
  * - `paper`: the paper's S-ResNet-50 (ImageNet stem, base width 64) at 3×112×112, batch 16 (224 px
  *   is the paper's; 112 keeps the step under a few seconds on a laptop CPU).
@@ -29,14 +29,14 @@ import {
   setNumThreads,
   SGD,
 } from "../mod.ts";
-import type { ResNetArch } from "../lib/models/resnet.ts";
+import type { ResNetArch, Stem } from "../lib/models/resnet.ts";
 import { profileWidths } from "../lib/models/profile.ts";
 import { MoCoV2 } from "../lib/ssl/mod.ts";
 import { report, runPython, timeMs } from "./_harness.ts";
 
 interface BenchConfig {
   arch: ResNetArch;
-  stem: "small" | "imagenet";
+  stem: Stem;
   baseWidth: number;
   inChannels: number;
   size: number;
@@ -44,7 +44,7 @@ interface BenchConfig {
 }
 
 const CONFIGS: Record<string, BenchConfig> = {
-  small: { arch: "resnet18", stem: "small", baseWidth: 16, inChannels: 1, size: 28, batch: 64 },
+  small: { arch: "resnet18", stem: "small_s2", baseWidth: 16, inChannels: 1, size: 28, batch: 64 },
   paper: { arch: "resnet50", stem: "imagenet", baseWidth: 64, inChannels: 3, size: 112, batch: 16 },
 };
 
@@ -169,6 +169,7 @@ async function bench(name: string, preset: BenchConfig): Promise<void> {
     String(c.size),
     String(c.inChannels),
     device,
+    c.stem === "small_s2" ? "2" : "1",
   ]);
   const common = {
     config: name,

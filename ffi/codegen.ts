@@ -153,6 +153,7 @@ export function generateSource(ops: Record<string, OpSpec> = OPS): string {
     '#include "cuda.hpp"',
     '#include "data.hpp"',
     '#include "dist.hpp"',
+    '#include "slice.hpp"',
     "#include <torch/version.h>",
     "",
     '#define SLIMCLR_API __attribute__((visibility("default")))',

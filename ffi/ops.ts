@@ -243,6 +243,12 @@ const CORE_OPS = {
   transpose: op(["T a", "i64 d0", "i64 d1"], "T", "a.transpose(d0, d1)"),
   t: unary("t"),
   narrow: op(["T a", "i64 dim", "i64 start", "i64 len"], "T", "a.narrow(dim, start, len)"),
+  /** w[o0:o0+olen, i0:i0+ilen] whose backward adds into w.grad's block (ffi/slice.hpp). */
+  slice_weight: op(
+    ["T w", "i64 o0", "i64 olen", "i64 i0", "i64 ilen"],
+    "T",
+    "slice_weight(w, o0, olen, i0, ilen)",
+  ),
   slice: op(
     ["T a", "i64 dim", "i64? start", "i64? end", "i64 step"],
     "T",

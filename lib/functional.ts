@@ -32,6 +32,16 @@ export function conv2d(
   );
 }
 
+/**
+ * The block `w[o0:o0+oLen, i0:i0+iLen]` of a shared weight (the first dimension only for 1-D
+ * tensors), as `narrow` would give. Its backward pass adds the block's gradient straight into
+ * `w.grad` under a plain `backward()` instead of building a full-size zero-padded gradient per
+ * use; under `grad()` it behaves exactly like `narrow`.
+ */
+export function weightSlice(w: Tensor, o0: number, oLen: number, i0 = 0, iLen = 0): Tensor {
+  return wrap(raw().slice_weight(w.ptr, o0, oLen, i0, iLen));
+}
+
 /** `x @ weight.T + bias`. */
 export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): Tensor {
   return wrap(raw().linear(x.ptr, weight.ptr, bias?.ptr ?? null));

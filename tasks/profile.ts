@@ -5,7 +5,7 @@
  */
 import { parseArgs } from "node:util";
 import { profileWidths, type WidthProfile } from "../lib/models/profile.ts";
-import { RESNET_DEPTHS, type ResNetArch } from "../lib/models/resnet.ts";
+import { RESNET_DEPTHS, type ResNetArch, type Stem, STEMS } from "../lib/models/resnet.ts";
 import { type HeadKind, SlimmableResNet } from "../lib/models/slimmable_resnet.ts";
 
 /** A command-line mistake: the message names the flag and what it expects (exit code 2). */
@@ -41,7 +41,8 @@ Flags:
   --arch NAME            ${Object.keys(RESNET_DEPTHS).join(", ")} (default resnet50)
   --widths LIST          comma-separated widths in (0, 1] (default 1,0.75,0.5,0.25)
   --input-size N|HxW     input side, or height x width (default 224)
-  --stem KIND            imagenet (7x7/2 + max-pool) or small (3x3/1) (default imagenet)
+  --stem KIND            imagenet (7x7/2 + max-pool), small (3x3/1) or small_s2 (3x3/2)
+                         (default imagenet)
   --in-channels N        input channels (default 3)
   --base-width N         stem channels at width 1 (default 64)
   --num-classes N        classifier outputs, or the projection size of SSL heads (default 1000)
@@ -57,7 +58,7 @@ Flags:
 export interface ProfileReport {
   arch: ResNetArch;
   input_size: [number, number];
-  stem: "imagenet" | "small";
+  stem: Stem;
   in_channels: number;
   base_width: number;
   num_classes: number;
@@ -186,7 +187,7 @@ export function profile(args: string[]): ProfileReport | null {
   const arch = oneOf("arch", v.arch, Object.keys(RESNET_DEPTHS) as ResNetArch[]);
   const widths = parseWidths(v.widths);
   const inputSize = parseInputSize(v["input-size"]);
-  const stem = oneOf("stem", v.stem, ["imagenet", "small"] as const);
+  const stem = oneOf("stem", v.stem, STEMS);
   const inChannels = positiveInt("in-channels", v["in-channels"]);
   const baseWidth = positiveInt("base-width", v["base-width"]);
   const numClasses = positiveInt("num-classes", v["num-classes"], true);

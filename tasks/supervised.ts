@@ -12,7 +12,7 @@ import { backboneFields, dataSection, seedField, threadsField } from "../lib/con
 import { setNumThreads } from "../lib/device.ts";
 import { loadModel, modelRecord, saveModel } from "../lib/models/model_file.ts";
 import { SlimmableResNet } from "../lib/models/slimmable_resnet.ts";
-import { type ResNetArch } from "../lib/models/resnet.ts";
+import type { ResNetArch, Stem } from "../lib/models/resnet.ts";
 import { clipGradNorm, SGD } from "../lib/optim.ts";
 import { manualSeed } from "../lib/random.ts";
 import { DistributedDataParallel, initDistributed } from "../lib/dist/mod.ts";
@@ -110,7 +110,7 @@ export async function supervised(args: string[]): Promise<string | null> {
   const train = await openDataset(c.data, "train");
   const net = new SlimmableResNet({
     arch: c.model.arch as ResNetArch,
-    stem: c.model.stem as "imagenet" | "small",
+    stem: c.model.stem as Stem,
     inChannels: c.model.in_channels,
     baseWidth: c.model.base_width,
     widths: c.model.widths,

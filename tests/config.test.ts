@@ -71,5 +71,15 @@ Deno.test("impossible combinations are errors naming the keys", () => {
   check(["--model.widths", "0.5,1"], /strictly descending/);
   check(["--slim.start_lr", "3.2"], /'slim\.start_lr' needs a positive 'slim\.start_epoch'/);
   check(["--optim.name", "lars", "--optim.nesterov"], /'optim\.nesterov' applies to/);
+  check(
+    ["--model.stem", "small_s2", "--data.image_size", "12"],
+    /'model\.stem: small_s2' downsamples 16×/,
+  );
+  check(["--model.stem", "big"], /model\.stem/);
+  check(
+    ["--slim.width_weights", "4,1"],
+    /'slim\.width_weights' has 2 entries; 'model\.widths' has 4/,
+  );
+  check(["--slim.width_weights", "0,1,1,1"], /widest network a positive weight/);
   validatePretrain(parse([]).config);
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { liveHandles, models, nn } from "../mod.ts";
+import { liveHandles, models, nn, randn, scope } from "../mod.ts";
 import { profileWidths } from "../lib/models/profile.ts";
 import { profile, UsageError } from "../tasks/profile.ts";
 
@@ -100,6 +100,31 @@ Deno.test("a dense ResNet profiles as width 1 with its own parameter count", () 
   assert.equal(row.params, net.numParameters());
   assert.throws(() => profileWidths(net, 64, { widths: [0.5] }), /only width 1/);
   net.dispose();
+});
+
+Deno.test("stems: small_s2 halves the stem's output side, quartering every stage's MACs", () => {
+  const stride1 = new ResNet({
+    arch: "resnet18",
+    stem: "small",
+    inChannels: 1,
+    baseWidth: 8,
+    numClasses: 0,
+  });
+  const stride2 = new ResNet({
+    arch: "resnet18",
+    stem: "small_s2",
+    inChannels: 1,
+    baseWidth: 8,
+    numClasses: 0,
+  });
+  const [a] = profileWidths(stride1, 32);
+  const [b] = profileWidths(stride2, 32);
+  assert.equal(a.params, b.params);
+  // Stem 32×32 → 16×16 and every later map halves per side too: exactly a quarter.
+  assert.equal(b.macs * 4, a.macs);
+  scope(() => assert.deepEqual(stride2.forward(randn([2, 1, 28, 28])).shape, [2, 64]));
+  stride1.dispose();
+  stride2.dispose();
 });
 
 Deno.test("MACs of single conv/linear networks, by hand", () => {

@@ -1,5 +1,16 @@
 import assert from "node:assert/strict";
-import { liveHandles, manualSeed, models, nn, noGrad, randn, scope } from "../mod.ts";
+import {
+  F,
+  grad,
+  liveHandles,
+  manualSeed,
+  models,
+  nn,
+  noGrad,
+  randn,
+  scope,
+  type Tensor,
+} from "../mod.ts";
 
 const { SlimmableResNet, exportDense, channelPlan } = models;
 
@@ -70,4 +81,43 @@ Deno.test("slimmable ResNet-50 parameter counts per width match the reference", 
     dense.dispose();
   }
   net.dispose();
+});
+
+Deno.test("weight slices accumulate the same gradients as narrow, in backward() and grad()", () => {
+  manualSeed(3);
+  scope(() => {
+    const w = randn([6, 4, 3, 3]).requiresGrad_();
+    const b = randn([6]).requiresGrad_();
+    const ref = w.detach().clone().requiresGrad_();
+    const refB = b.detach().clone().requiresGrad_();
+    const blocks = [[0, 6, 0, 4], [0, 4, 0, 3], [1, 3, 2, 2], [0, 2, 0, 1]] as const;
+    const coefs = blocks.map(([, ol, , il]) => randn([ol, il, 3, 3]));
+    const biasCoefs = blocks.map(([, ol]) => randn([ol]));
+    const loss = (
+      sliced: (t: Tensor, o0: number, ol: number, i0?: number, il?: number) => Tensor,
+    ) =>
+      blocks.map(([o0, ol, i0, il], k) =>
+        sliced(w, o0, ol, i0, il).square().mul(coefs[k]).sum()
+          .add(sliced(b, o0, ol).mul(biasCoefs[k]).sum())
+      ).reduce((a, t) => a.add(t));
+    const narrowed = (t: Tensor, o0: number, ol: number, i0 = 0, il = 0) => {
+      const src = t === w ? ref : refB;
+      const v = src.narrow(0, o0, ol);
+      return src.ndim > 1 ? v.narrow(1, i0, il) : v;
+    };
+    // Twice, so that the second backward adds into an existing .grad.
+    for (let k = 0; k < 2; k++) {
+      loss(F.weightSlice).backward();
+      loss(narrowed).backward();
+    }
+    assert.ok(w.grad!.allclose(ref.grad!, 1e-5, 1e-6), "weight .grad differs from narrow's");
+    assert.ok(b.grad!.allclose(refB.grad!, 1e-5, 1e-6), "bias .grad differs from narrow's");
+    // grad() captures instead of accumulating: the result is the full-size gradient and .grad
+    // stays as it was.
+    const before = w.grad!.clone();
+    const [gw] = grad([loss(F.weightSlice)], [w]);
+    const [gr] = grad([loss(narrowed)], [ref]);
+    assert.ok(gw!.allclose(gr!, 1e-5, 1e-6), "grad() differs from narrow's");
+    assert.ok(w.grad!.equal(before), "grad() changed .grad");
+  });
 });

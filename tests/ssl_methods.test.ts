@@ -401,3 +401,19 @@ Deno.test({
     split.dispose();
   },
 });
+
+Deno.test("explicit loss weights replace the scheme; a wrong count is an error", () => {
+  const make = (lossWeighting: number[]) =>
+    new MoCoV2({
+      encoder: ENCODER,
+      widths: [1, 0.5],
+      dim: NETS.dim,
+      queueSize: NETS.queue,
+      lossWeighting,
+    });
+  const m = make([4, 0.5]);
+  assert.deepEqual(m.weights, [4, 0.5]);
+  m.dispose();
+  assert.throws(() => make([4, 1, 1]), /one non-negative λ per width \[1, 0\.5\]/);
+  assert.throws(() => make([0, 1]), /the widest positive/);
+});

@@ -1,7 +1,8 @@
 """PyTorch reference for benches/ssl_bench.ts: the same SlimCLR-MoCo v2 step, same threads.
 
-Usage: ssl_bench.py THREADS ITERS BATCH BASE_WIDTH QUEUE [ARCH SIZE IN_CHANNELS DEVICE]. ARCH is
-resnet18 (small stem, the default, 28 px, 1 channel) or resnet50 (ImageNet stem). Prints one JSON line
+Usage: ssl_bench.py THREADS ITERS BATCH BASE_WIDTH QUEUE [ARCH SIZE IN_CHANNELS DEVICE STEM_STRIDE].
+ARCH is resnet18 (small 3×3 stem with stride STEM_STRIDE, default 1; 28 px, 1 channel by default)
+or resnet50 (ImageNet stem). Prints one JSON line
 {"full": ms, "slim": ms}: the median time of one training step with the full width only and with
 the four widths 1/0.75/0.5/0.25 (SEED KD at T=5, alpha 0.5, loss weights [2.5, 1, 1, 1]). The
 slimmable ResNet-18 and the loss math come from tests/fixtures/make_ssl_fixtures.py; the
@@ -88,13 +89,14 @@ def main():
     size = int(sys.argv[7]) if len(sys.argv) > 7 else 28
     in_ch = int(sys.argv[8]) if len(sys.argv) > 8 else 1
     device = torch.device(sys.argv[9] if len(sys.argv) > 9 else "cpu")
+    stem_stride = int(sys.argv[10]) if len(sys.argv) > 10 else 1
     torch.set_num_threads(threads)
     torch.manual_seed(0)
 
     def build():
         if arch == "resnet50":
             return SlimResNet50(WIDTHS, base, in_ch, DIM)
-        return R.SlimResNet18(WIDTHS, base, in_ch, "mocov2_slim", DIM)
+        return R.SlimResNet18(WIDTHS, base, in_ch, "mocov2_slim", DIM, stem_stride=stem_stride)
 
     enc_q = build()
     R.randomize(enc_q, torch.Generator().manual_seed(0))

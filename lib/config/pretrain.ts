@@ -4,6 +4,7 @@
  */
 import { ConfigError, type ConfigOf, f, type Schema } from "./schema.ts";
 import { backboneFields, dataSection, seedField, threadsField } from "./sections.ts";
+import { type Stem, stemDownsampling } from "../models/resnet.ts";
 
 /** Every setting of `deno task pretrain`. */
 export const PRETRAIN_SCHEMA = {
@@ -64,6 +65,11 @@ export const PRETRAIN_SCHEMA = {
       min: 0,
       max: 7,
     }),
+    width_weights: f.nums(
+      [],
+      "explicit λ per width, widest first (replaces slim.loss_weights; empty: use the scheme)",
+      { min: 0 },
+    ),
     distill: f.str("seed", "online distillation", [
       "none",
       "seed",
@@ -181,9 +187,19 @@ export function validatePretrain(c: PretrainConfig, worldSize = 1): void {
   if (c.optim.nesterov && c.optim.name !== "sgd") {
     throw new ConfigError("'optim.nesterov' applies to 'optim.name: sgd' only");
   }
-  if (c.model.stem === "imagenet" && c.data.image_size < 32) {
+  const ww = c.slim.width_weights;
+  if (ww.length && ww.length !== c.model.widths.length) {
     throw new ConfigError(
-      `'model.stem: imagenet' downsamples 32×; 'data.image_size' ${c.data.image_size} is too small (use stem small)`,
+      `'slim.width_weights' has ${ww.length} entries; 'model.widths' has ${c.model.widths.length}`,
+    );
+  }
+  if (ww.length && !(ww[0] > 0)) {
+    throw new ConfigError("'slim.width_weights' must give the widest network a positive weight");
+  }
+  const down = stemDownsampling(c.model.stem as Stem);
+  if (c.data.image_size < down) {
+    throw new ConfigError(
+      `'model.stem: ${c.model.stem}' downsamples ${down}×; 'data.image_size' ${c.data.image_size} is too small (use stem small)`,
     );
   }
 }

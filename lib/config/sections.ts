@@ -1,5 +1,6 @@
 /** Schema pieces shared by the tasks' configs, so each setting is declared once. */
 import { f } from "./schema.ts";
+import { STEMS } from "../models/resnet.ts";
 
 /** Datasets the tasks can open (see `lib/train/data.ts`). */
 export const DATASETS = [
@@ -42,10 +43,11 @@ export function dataSection(recipe: string, batchSize: number) {
 export function backboneFields() {
   return {
     arch: f.str("resnet18", "backbone", ARCHS),
-    stem: f.str("small", "stem: imagenet (7×7/2 + max-pool) or small (3×3/1)", [
-      "imagenet",
+    stem: f.str(
       "small",
-    ]),
+      "stem: imagenet (7×7/2 + max-pool), small (3×3/1) or small_s2 (3×3/2, for 28–64 px)",
+      STEMS,
+    ),
     in_channels: f.int(1, "input channels", { min: 1 }),
     base_width: f.int(16, "channels of the stem at width 1 (64 in the paper)", { min: 4 }),
     widths: f.nums(

@@ -2,7 +2,8 @@
  * ResNets with torchvision's module names (`conv1`, `bn1`, `layer1.0.conv1`,
  * `layer1.0.downsample.0`, `fc`): dense, or slimmable (spec §2.1) where every convolution is a
  * `SlimmableConv2d` and every batch norm a `SwitchableBatchNorm2d` (`bn1.bn.{i}`). ImageNet stem
- * (7×7/2 + max-pool) or small-image stem (3×3/1, no max-pool); bottleneck blocks are v1.5.
+ * (7×7/2 + max-pool), small-image stem (3×3/1, no max-pool) or its strided variant (3×3/2);
+ * bottleneck blocks are v1.5.
  */
 import { noGrad } from "../autograd.ts";
 import { scope } from "../scope.ts";
@@ -24,6 +25,28 @@ import {
   SwitchableBatchNorm2d,
   WidthState,
 } from "../nn/slimmable.ts";
+
+/**
+ * Stems: "imagenet" is 7×7/2 convolution and 3×3/2 max-pool (32× total downsampling); "small" is
+ * a 3×3/1 convolution without pooling (8×, CIFAR-style); "small_s2" is a 3×3/2 convolution
+ * without pooling (16×), which quarters the activations of every stage on small images.
+ */
+export const STEMS = ["imagenet", "small", "small_s2"] as const;
+/** A ResNet stem kind. */
+export type Stem = typeof STEMS[number];
+
+/** Convolution geometry and pooling of each stem. */
+const STEM_LAYOUT: Record<Stem, { kernel: number; stride: number; pad: number; pool: boolean }> = {
+  imagenet: { kernel: 7, stride: 2, pad: 3, pool: true },
+  small: { kernel: 3, stride: 1, pad: 1, pool: false },
+  small_s2: { kernel: 3, stride: 2, pad: 1, pool: false },
+};
+
+/** Total spatial downsampling of a ResNet with this stem (input side ÷ final feature-map side). */
+export function stemDownsampling(stem: Stem): number {
+  const l = STEM_LAYOUT[stem];
+  return l.stride * (l.pool ? 2 : 1) * 8;
+}
 
 /** Block type and blocks per stage of each depth. */
 export const RESNET_DEPTHS = {
@@ -148,8 +171,8 @@ export class ResidualBlock extends Module {
 /** Options shared by dense and slimmable ResNets. */
 export interface ResNetOptions {
   arch: ResNetArch;
-  /** "imagenet": 7×7/2 convolution and max-pool; "small": 3×3/1 convolution, no max-pool. */
-  stem?: "imagenet" | "small";
+  /** Stem kind (see `STEMS`); default "imagenet". */
+  stem?: Stem;
   inChannels?: number;
   baseWidth?: number;
   /** Output classes of a linear classifier; 0 leaves it out (the network returns features). */
@@ -180,14 +203,14 @@ export abstract class ResNetTrunk extends Module {
     super();
     this.plan = plan;
     const { block } = RESNET_DEPTHS[options.arch];
-    const small = (options.stem ?? "imagenet") === "small";
+    const stem = STEM_LAYOUT[options.stem ?? "imagenet"];
+    if (!stem) {
+      throw new Error(`unknown ResNet stem '${options.stem}' (expected ${STEMS.join(", ")})`);
+    }
     const inC = plan.stem.map(() => options.inChannels ?? 3);
-    this.conv1 = this.child(
-      "conv1",
-      small ? f.conv(inC, plan.stem, 3, 1, 1) : f.conv(inC, plan.stem, 7, 2, 3),
-    );
+    this.conv1 = this.child("conv1", f.conv(inC, plan.stem, stem.kernel, stem.stride, stem.pad));
     this.bn1 = this.child("bn1", f.bn(plan.stem));
-    this.maxpool = small ? null : new MaxPool2d(3, 2, 1);
+    this.maxpool = stem.pool ? new MaxPool2d(3, 2, 1) : null;
     let c: Channels = plan.stem;
     this.stages = plan.blocks.map((blocks, si) => {
       const mods = blocks.map((b, bi) => {

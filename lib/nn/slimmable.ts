@@ -128,8 +128,8 @@ abstract class Sliced extends Module {
     if (i0 === 0 && o0 === 0 && i1 === weight.shape[1] && o1 === weight.shape[0]) {
       return [weight, bias, false];
     }
-    const w = weight.narrow(0, o0, o1 - o0).narrow(1, i0, i1 - i0);
-    const b = bias ? bias.narrow(0, o0, o1 - o0) : null;
+    const w = F.weightSlice(weight, o0, o1 - o0, i0, i1 - i0);
+    const b = bias ? F.weightSlice(bias, o0, o1 - o0) : null;
     return [w, b, true];
   }
 }

@@ -55,8 +55,11 @@ export interface SlimSSLOptions {
   widths?: readonly number[];
   slowStart?: SlowStartOptions;
   distill?: DistillOptions;
-  /** Loss re-weighting scheme 0–7 of spec §3.3 (default 0: all ones; the paper uses 5). */
-  lossWeighting?: LossWeightScheme;
+  /**
+   * Loss re-weighting: a scheme 0–7 of spec §3.3 (default 0: all ones; the paper uses 5), or
+   * explicit λ per width, widest first.
+   */
+  lossWeighting?: LossWeightScheme | readonly number[];
   /** Compute gradient diagnostics every `every` steps (0 or absent: never). */
   gradDiagnostics?: { every: number };
   /** Collectives for data-parallel training (default: single process). */
@@ -94,7 +97,7 @@ export abstract class SlimSSLMethod extends Module {
   protected constructor(o: SlimSSLOptions) {
     super();
     this.widths = new WidthState(o.widths ?? DEFAULT_WIDTHS).widths;
-    this.weights = lossWeights(this.widths, o.lossWeighting ?? 0);
+    this.weights = explicitOrScheme(this.widths, o.lossWeighting ?? 0);
     this.slowStart = { ...o.slowStart };
     this.distill = this.widths.length > 1 ? { ...o.distill } : { kind: "none" };
     this.comm = o.communicator ?? new LocalCommunicator();
@@ -216,6 +219,21 @@ export abstract class SlimSSLMethod extends Module {
   baseLr(baseLr: number, epoch: number): number {
     return slowStartBaseLr(baseLr, epoch, this.slowStart);
   }
+}
+
+function explicitOrScheme(
+  widths: readonly number[],
+  w: LossWeightScheme | readonly number[],
+): number[] {
+  if (typeof w === "number") return lossWeights(widths, w);
+  if (w.length !== widths.length || w.some((x) => !(x >= 0)) || !(w[0] > 0)) {
+    throw new RangeError(
+      `loss weights [${w.join(", ")}] need one non-negative λ per width [${
+        widths.join(", ")
+      }], the widest positive`,
+    );
+  }
+  return [...w];
 }
 
 function checkViews(a: Tensor, b: Tensor): void {

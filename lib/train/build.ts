@@ -4,7 +4,7 @@ import { AdamW, LARS, type Optimizer, SGD } from "../optim.ts";
 import type { Generator } from "../random.ts";
 import type { Communicator } from "../ssl/distributed.ts";
 import { MoCoV2, MoCoV3, SimCLR, type SlimSSLMethod, type SlimSSLOptions } from "../ssl/mod.ts";
-import type { ResNetArch } from "../models/resnet.ts";
+import type { ResNetArch, Stem } from "../models/resnet.ts";
 
 /** The method of a config (its encoder, heads, slow start, distillation and weighting). */
 export function buildMethod(
@@ -14,7 +14,7 @@ export function buildMethod(
   const common: SlimSSLOptions = {
     encoder: {
       arch: c.model.arch as ResNetArch,
-      stem: c.model.stem as "imagenet" | "small",
+      stem: c.model.stem as Stem,
       inChannels: c.model.in_channels,
       baseWidth: c.model.base_width,
       overlap: c.model.overlap,
@@ -33,7 +33,7 @@ export function buildMethod(
       teacherT: c.slim.teacher_t,
       full: c.slim.full_distill,
     },
-    lossWeighting: c.slim.loss_weights,
+    lossWeighting: c.slim.width_weights.length ? c.slim.width_weights : c.slim.loss_weights,
     gradDiagnostics: c.run.grad_diag_every ? { every: c.run.grad_diag_every } : undefined,
     ...extra,
   };
