@@ -199,7 +199,8 @@ export function validatePretrain(c: PretrainConfig, worldSize = 1): void {
   const down = stemDownsampling(c.model.stem as Stem);
   if (c.data.image_size < down) {
     throw new ConfigError(
-      `'model.stem: ${c.model.stem}' downsamples ${down}×; 'data.image_size' ${c.data.image_size} is too small (use stem small)`,
+      `'model.stem: ${c.model.stem}' downsamples ${down}×; 'data.image_size' ${c.data.image_size} ` +
+        `is too small${c.model.stem === "small" ? "" : " (use stem small)"}`,
     );
   }
 }
