@@ -22,13 +22,19 @@
 
 namespace slimclr {
 
+// The view t[o0:o0+olen, i0:i0+ilen] (the first dimension only for 1-D tensors).
+inline at::Tensor weight_block(const at::Tensor& t, int64_t o0, int64_t olen, int64_t i0,
+                               int64_t ilen) {
+  auto b = t.narrow(0, o0, olen);
+  return t.dim() > 1 ? b.narrow(1, i0, ilen) : b;
+}
+
 struct WeightSlice : public torch::autograd::Function<WeightSlice> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& weight,
                             int64_t o0, int64_t olen, int64_t i0, int64_t ilen) {
     ctx->saved_data["weight"] = weight;
     ctx->saved_data["range"] = std::vector<int64_t>{o0, olen, i0, ilen};
-    auto w = weight.narrow(0, o0, olen);
-    return weight.dim() > 1 ? w.narrow(1, i0, ilen) : w;
+    return weight_block(weight, o0, olen, i0, ilen);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -38,10 +44,7 @@ struct WeightSlice : public torch::autograd::Function<WeightSlice> {
     const at::Tensor& g = grads[0];
     torch::autograd::variable_list out(5);
     if (!g.defined()) return out;
-    auto block = [&](const at::Tensor& full) {
-      auto b = full.narrow(0, r[0], r[1]);
-      return full.dim() > 1 ? b.narrow(1, r[2], r[3]) : b;
-    };
+    auto block = [&](const at::Tensor& full) { return weight_block(full, r[0], r[1], r[2], r[3]); };
     // A populated exec_info means the engine captures gradients (autograd::grad, backward with
     // inputs) rather than accumulating every leaf's: behave exactly like narrow then.
     const auto* exec = torch::autograd::get_current_graph_task_exec_info();
@@ -63,10 +66,7 @@ struct WeightSlice : public torch::autograd::Function<WeightSlice> {
 inline at::Tensor slice_weight(const at::Tensor& w, int64_t o0, int64_t olen, int64_t i0,
                                int64_t ilen) {
   if (w.dim() < 1) throw std::invalid_argument("slice_weight: a 0-d tensor has no channels");
-  if (!w.requires_grad() || !at::GradMode::is_enabled()) {
-    auto v = w.narrow(0, o0, olen);
-    return w.dim() > 1 ? v.narrow(1, i0, ilen) : v;
-  }
+  if (!w.requires_grad() || !at::GradMode::is_enabled()) return weight_block(w, o0, olen, i0, ilen);
   return WeightSlice::apply(w, o0, olen, i0, ilen);
 }
 

@@ -45,7 +45,10 @@ export interface RecipeOptions {
   jitter?: number;
 }
 
-type Builder = (o: Required<Omit<RecipeOptions, "jitter">>) => AugmentConfig[];
+/** Recipe options with defaults filled in, as the view builders see them (jitter applies after). */
+type BuildOptions = Required<Omit<RecipeOptions, "jitter">>;
+
+type Builder = (o: BuildOptions) => AugmentConfig[];
 
 const jitter = (p: number, b: number, c: number, s: number, h: number) => ({
   p,
@@ -55,10 +58,7 @@ const jitter = (p: number, b: number, c: number, s: number, h: number) => ({
   hue: h,
 });
 
-function rrc(
-  o: Required<Omit<RecipeOptions, "jitter">>,
-  scale: readonly [number, number],
-): AugmentConfig {
+function rrc(o: BuildOptions, scale: readonly [number, number]): AugmentConfig {
   return {
     ...baseConfig(o.size),
     mode: "rrc",
@@ -70,7 +70,7 @@ function rrc(
 }
 
 function contrastive(
-  o: Required<Omit<RecipeOptions, "jitter">>,
+  o: BuildOptions,
   scale: readonly [number, number],
   j: ReturnType<typeof jitter>,
   blurP: number,
@@ -135,7 +135,7 @@ export function recipe(name: string, opts: RecipeOptions = {}): Recipe {
     throw new RangeError(`unknown recipe '${name}' (expected one of ${RECIPE_NAMES.join(", ")})`);
   }
   const small = name.endsWith("_small");
-  const o: Required<Omit<RecipeOptions, "jitter">> = {
+  const o: BuildOptions = {
     size: opts.size ?? (small ? 28 : 224),
     stats: opts.stats ?? IMAGENET_STATS,
     cropMin: opts.cropMin ?? (small ? 0.2 : 0.08),
@@ -145,8 +145,9 @@ export function recipe(name: string, opts: RecipeOptions = {}): Recipe {
   if (!(s >= 0)) throw new RangeError(`jitter strength must be ≥ 0 (got ${opts.jitter})`);
   const views = s === 1 ? build(o) : build(o).map((v) => ({
     ...v,
-    jitter: s === 0 ? { ...v.jitter, p: 0, brightness: 0, contrast: 0, saturation: 0, hue: 0 } : {
+    jitter: {
       ...v.jitter,
+      p: s === 0 ? 0 : v.jitter.p,
       brightness: v.jitter.brightness * s,
       contrast: v.jitter.contrast * s,
       saturation: v.jitter.saturation * s,
