@@ -8,6 +8,7 @@ import { commandHelp, parseCommandLine } from "../lib/config/cli.ts";
 import { ConfigError, f, type Schema } from "../lib/config/schema.ts";
 import { dataSection, threadsField } from "../lib/config/sections.ts";
 import { setNumThreads } from "../lib/device.ts";
+import { recalibrateBatchNorm } from "../lib/eval/bn_recalibration.ts";
 import { knnAccuracy } from "../lib/eval/knn.ts";
 import { loadModel } from "../lib/models/model_file.ts";
 import { atomicWriteFile } from "../lib/serialize/fs.ts";
@@ -25,6 +26,11 @@ export const KNN_SCHEMA = {
     k: f.int(200, "neighbours", { min: 1 }),
     t: f.num(0.1, "temperature", { min: 1e-4 }),
     samples: f.int(0, "bank size cap (0: the whole training split)", { min: 0 }),
+    bn_recalibrate: f.int(
+      0,
+      "first recompute each width's BatchNorm statistics over this many clean bank images (0: the model's own)",
+      { min: 0 },
+    ),
     raw_pixels: f.bool(true, "also report kNN on raw pixels (the baseline)"),
   },
   run: { threads: threadsField() },
@@ -80,6 +86,9 @@ export async function knnTask(args: string[]): Promise<Record<string, unknown> |
   const bank = labeledSplit(train, config.knn.samples, config.data.image_size);
   const queries = labeledSplit(test, 0, config.data.image_size);
   try {
+    if (config.knn.bn_recalibrate) {
+      recalibrateBatchNorm(net, bank.images, { samples: config.knn.bn_recalibrate });
+    }
     const acc = knnPerWidth(net, bank, queries, { k: config.knn.k, t: config.knn.t });
     const rows = widthRows(net, config.data.image_size, acc);
     console.log(formatTable(rows, "kNN top-1"));
@@ -95,6 +104,7 @@ export async function knnTask(args: string[]): Promise<Record<string, unknown> |
         t: config.knn.t,
         similarity: "cosine",
         bank: bank.images.shape[0],
+        bn_recalibrate: Math.min(config.knn.bn_recalibrate, bank.images.shape[0]),
       },
       widths: rows,
       raw_pixels_top1: percent(pixels?.raw ?? null),

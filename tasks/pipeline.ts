@@ -27,8 +27,19 @@ function dataFlags(args: string[]): string[] {
   return out;
 }
 
-/** Runs the pipeline; returns the report's path. */
-export async function pipeline(args: string[], probeArgs: string[] = []): Promise<string> {
+const HELP = `deno task pipeline [pretrain flags ...] [--probe probe flags ...]
+
+Runs pretrain -> knn -> probe -> report, each stage as its own deno task, and prints the path of
+report.md (beside report.json in the run folder). The flags before --probe go to pretrain (see
+deno task pretrain --help); those after it to probe (see deno task probe --help). The --data.dataset,
+--data.root and --data.image_size flags are passed to every stage.`;
+
+/** Runs the pipeline; returns the report's path (null after `--help`). */
+export async function pipeline(args: string[], probeArgs: string[] = []): Promise<string | null> {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(HELP);
+    return null;
+  }
   const deno = Deno.execPath();
   const lastLine = (text: string) => text.trim().split("\n").pop()!;
   const task = (name: string) => join(PROJECT_ROOT, "tasks", `${name}.ts`);
@@ -84,7 +95,8 @@ if (import.meta.main) {
     ? [Deno.args, []]
     : [Deno.args.slice(0, split), Deno.args.slice(split + 1)];
   try {
-    console.log(await pipeline(args, probeArgs));
+    const report = await pipeline(args, probeArgs);
+    if (report) console.log(report);
   } catch (e) {
     console.error(`pipeline: ${(e as Error).message}`);
     Deno.exit(1);

@@ -23,7 +23,7 @@ import { labeledSplit, LoaderSource, openDataset, taskLoader } from "../lib/trai
 import { disposeSplits } from "../lib/train/source.ts";
 import { assertNewRun } from "../lib/train/run_dir.ts";
 import { type PretrainResult, runPretrain } from "../lib/train/pretrain.ts";
-import { formatTable, widthRows, writeSummary } from "../lib/train/summary.ts";
+import { formatTable, knnProtocol, widthRows, writeSummary } from "../lib/train/summary.ts";
 
 const USAGE =
   "deno task pretrain [--config RECIPE.yaml] [--section.key value ...] [--resume PATH|auto]";
@@ -149,9 +149,12 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
       task: "pretrain",
       status: result.status,
       dataset: train.name,
-      protocol: `kNN top-1, k=${config.run.knn_k}, t=${config.run.knn_t}, cosine, ${
-        knn?.train.images.shape[0]
-      } bank images`,
+      protocol: knnProtocol(
+        config.run.knn_k,
+        config.run.knn_t,
+        knn?.train.images.shape[0] ?? 0,
+        config.run.bn_recalibrate,
+      ),
       widths: rows,
       steps: result.step,
       epochs: result.epoch,

@@ -81,5 +81,7 @@ Deno.test("impossible combinations are errors naming the keys", () => {
     /'slim\.width_weights' has 2 entries; 'model\.widths' has 4/,
   );
   check(["--slim.width_weights", "0,1,1,1"], /widest network a positive weight/);
+  check(["--run.bn_recalibrate", "1"], /'run\.bn_recalibrate' needs at least 2 images/);
+  check(["--run.bn_recalibrate", "-5"], /run\.bn_recalibrate/);
   validatePretrain(parse([]).config);
 });

@@ -57,3 +57,29 @@ Deno.test("the demo pipeline runs end to end on a tiny subset", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("every task is importable from mod.ts and prints its --help", async () => {
+  const { tasks } = await import("../mod.ts");
+  const printed: string[] = [];
+  const log = console.log;
+  console.log = (...xs: unknown[]) => printed.push(xs.join(" "));
+  try {
+    const runs: [string, () => unknown][] = [
+      ["pretrain", () => tasks.pretrain(["--help"])],
+      ["knn", () => tasks.knn(["--help"])],
+      ["probe", () => tasks.probe(["--help"])],
+      ["supervised", () => tasks.supervised(["--help"])],
+      ["export", () => tasks.exportModel(["--help"])],
+      ["profile", () => tasks.profile(["--help"])],
+      ["pipeline", () => tasks.pipeline(["--help"])],
+      ["demo", () => tasks.demo(["--help"])],
+    ];
+    for (const [name, run] of runs) {
+      printed.length = 0;
+      await run();
+      assert.match(printed.join("\n"), new RegExp(`^deno task ${name}\\b`), name);
+    }
+  } finally {
+    console.log = log;
+  }
+});

@@ -26,6 +26,22 @@ Deno.test("knn and probe tasks evaluate every width of a saved model and write t
     // Even a random network's features beat chance (10 classes) under kNN.
     for (const r of rows) assert.ok(r.top1 > 20, JSON.stringify(r));
     assert.ok((knn!.raw_pixels_top1 as number) > 60);
+    // Statistics recomputed from 1000 bank images change what the untrained network computes.
+    const recal = await knnTask([
+      "--model",
+      model,
+      "--knn.samples",
+      "2000",
+      "--knn.bn_recalibrate",
+      "1000",
+      "--knn.raw_pixels",
+      "false",
+      "--out",
+      join(dir, "recal.json"),
+    ]);
+    assert.equal((recal!.protocol as { bn_recalibrate: number }).bn_recalibrate, 1000);
+    const recalRows = recal!.widths as { top1: number }[];
+    assert.ok(recalRows.some((r, i) => r.top1 !== rows[i].top1), JSON.stringify(recalRows));
     const p = await probe([
       "--model",
       model,

@@ -53,6 +53,32 @@ Deno.test("pretrain → checkpoint → resume equals an uninterrupted run, bit f
   }
 });
 
+Deno.test("BatchNorm recalibration: monitors leave training bit for bit as it was; the finished model keeps it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const states = (rec: number, ...extra: string[]) =>
+      tinyRun(join(dir, `r${rec}${extra.length}`), `--run.bn_recalibrate=${rec}`, ...extra);
+    const read = async (name: string) => await Deno.readFile(join(dir, name, "final.safetensors"));
+    // Stopped before the end: only the per-epoch monitors ran, with and without recalibration.
+    await states(0, "--run.max_steps=12");
+    await states(40, "--run.max_steps=12");
+    const [a, b] = [await read("r01"), await read("r401")];
+    assert.ok(a.length === b.length && a.every((x, i) => x === b[i]), "training state changed");
+    const evals = (name: string) =>
+      readMetrics(join(dir, name, "metrics.jsonl")).filter((r) => r.kind === "eval").map((r) =>
+        Object.entries(r).filter(([k]) => k.startsWith("knn/"))
+      );
+    assert.notDeepEqual(evals("r01"), evals("r401"), "the monitor measured the same features");
+    // A finished run: the model keeps statistics recalibrated on the bank's first 40 images.
+    await states(0);
+    await states(40);
+    const [c, d] = [await read("r00"), await read("r400")];
+    assert.ok(c.length === d.length && c.some((x, i) => x !== d[i]), "statistics not kept");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("resuming with a config that does not fit names the keys", async () => {
   const dir = await Deno.makeTempDir();
   try {
@@ -77,6 +103,9 @@ Deno.test("SIGTERM mid-epoch stops cleanly with a loadable checkpoint", async ()
         new URL("./fixtures/tiny_pretrain.ts", import.meta.url).pathname,
         dir,
         "--schedule.epochs=200",
+        // No checkpoint or kNN pass until the end: the loop itself must notice the signal.
+        "--run.ckpt_every=0",
+        "--run.knn_every=0",
       ],
       stdout: "piped",
       stderr: "piped",

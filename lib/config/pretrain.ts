@@ -134,6 +134,11 @@ export const PRETRAIN_SCHEMA = {
     knn_k: f.int(200, "kNN neighbours", { min: 1 }),
     knn_t: f.num(0.1, "kNN temperature", { min: 1e-4 }),
     knn_samples: f.int(0, "kNN bank size cap (0: the whole training split)", { min: 0 }),
+    bn_recalibrate: f.int(
+      0,
+      "kNN on BatchNorm statistics recomputed per width over this many clean bank images (the final model keeps them; 0: the running statistics of training)",
+      { min: 0 },
+    ),
     grad_diag_every: f.int(0, "gradient diagnostics every N steps (0: off)", { min: 0 }),
     max_steps: f.int(0, "stop after N optimizer steps (0: run the schedule)", { min: 0 }),
   },
@@ -183,6 +188,9 @@ export function validatePretrain(c: PretrainConfig, worldSize = 1): void {
   }
   if (c.run.amp === "fp16" && c.run.device === "cpu") {
     throw new ConfigError("'run.amp: fp16' needs CUDA; use 'run.amp: bf16' on the CPU");
+  }
+  if (c.run.bn_recalibrate === 1) {
+    throw new ConfigError("'run.bn_recalibrate' needs at least 2 images (0 turns it off)");
   }
   if (c.optim.nesterov && c.optim.name !== "sgd") {
     throw new ConfigError("'optim.nesterov' applies to 'optim.name: sgd' only");

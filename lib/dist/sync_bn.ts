@@ -33,7 +33,7 @@ export class SyncBatchNorm extends BatchNorm {
     const g = this.group;
     if (!this.training || !g || g.worldSize === 1) return super.forward(x);
     const rm = this.runningMean;
-    if (rm) this.get_("num_batches_tracked")!.add_(1);
+    const momentum = this.trackBatch();
     return wrap(
       raw().dist_sync_batch_norm(
         g.ptr,
@@ -42,7 +42,7 @@ export class SyncBatchNorm extends BatchNorm {
         this.bias?.ptr ?? null,
         rm?.ptr ?? null,
         this.runningVar?.ptr ?? null,
-        this.momentum,
+        momentum,
         this.eps,
       ),
     );

@@ -84,7 +84,8 @@ export class Linear extends Module {
 /** Options of batch normalisation. */
 export interface BatchNormOptions {
   eps?: number;
-  momentum?: number;
+  /** Running-statistics update factor (default 0.1); `null`: cumulative average, as PyTorch's None. */
+  momentum?: number | null;
   affine?: boolean;
   trackRunningStats?: boolean;
 }
@@ -95,11 +96,16 @@ export interface BatchNormOptions {
  */
 export class BatchNorm extends Module {
   readonly eps: number;
-  readonly momentum: number;
+  /**
+   * Factor of the running-statistics update in training mode; `null` averages every batch since
+   * `num_batches_tracked` was last zero equally (PyTorch's `momentum=None`). Mutable, as in
+   * PyTorch, so that statistics can be recalibrated after training.
+   */
+  momentum: number | null;
   constructor(readonly numFeatures: number, o: BatchNormOptions = {}) {
     super();
     this.eps = o.eps ?? 1e-5;
-    this.momentum = o.momentum ?? 0.1;
+    this.momentum = o.momentum === undefined ? 0.1 : o.momentum;
     const affine = o.affine ?? true;
     this.param("weight", affine ? ones([numFeatures]) : null);
     this.param("bias", affine ? zeros([numFeatures]) : null);
@@ -120,17 +126,29 @@ export class BatchNorm extends Module {
   get runningVar(): Tensor | null {
     return this.get_("running_var");
   }
+  get numBatchesTracked(): Tensor | null {
+    return this.get_("num_batches_tracked");
+  }
+  /**
+   * In training mode with running statistics, counts the batch in `num_batches_tracked`. Returns
+   * the factor of this batch in the running-statistics update.
+   */
+  protected trackBatch(): number {
+    if (!this.training || !this.runningMean) return this.momentum ?? 0;
+    const tracked = this.numBatchesTracked!.add_(1);
+    return this.momentum ?? 1 / tracked.item();
+  }
   forward(x: Tensor): Tensor {
     const rm = this.runningMean;
     const useBatchStats = this.training || rm === null;
-    if (this.training && rm) this.get_("num_batches_tracked")!.add_(1);
+    const momentum = this.trackBatch();
     return F.batchNorm(x, {
       weight: this.weight,
       bias: this.bias,
       runningMean: rm,
       runningVar: this.runningVar,
       training: useBatchStats,
-      momentum: this.momentum,
+      momentum,
       eps: this.eps,
     });
   }

@@ -30,6 +30,7 @@ import {
 import { learningRate } from "./schedule.ts";
 import type { LabeledSplit, TwoViewSource } from "./source.ts";
 import { knnPerWidth } from "./monitor.ts";
+import { recalibrateBatchNorm, withRecalibratedBatchNorm } from "../eval/bn_recalibration.ts";
 
 /** Everything a pretraining run needs. */
 export interface PretrainRun {
@@ -223,6 +224,14 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
   const onSignal = () => {
     stop = true;
   };
+  // Signals arrive as event-loop tasks, and a step whose batch is already prefetched never
+  // leaves the microtask queue: the loop yields to the event loop every half second.
+  let lastYield = performance.now();
+  const takeSignals = async () => {
+    if (performance.now() - lastYield < 500) return;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    lastYield = performance.now();
+  };
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   for (const s of signals) Deno.addSignalListener(s, onSignal);
 
@@ -250,12 +259,18 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
       checkpointRecord(run, epochAt(step), knn, scaler),
     );
   };
-  const evaluate = () => {
+  /** kNN per width; `final` keeps recalibrated BatchNorm statistics in the model. */
+  const evaluate = (final: boolean) => {
     if (!run.knn) return;
-    knn = knnPerWidth(run.method.encoder, run.knn.train, run.knn.test, {
-      k: c.run.knn_k,
-      t: c.run.knn_t,
-    });
+    const { train, test } = run.knn;
+    const encoder = run.method.encoder;
+    const measure = () => knnPerWidth(encoder, train, test, { k: c.run.knn_k, t: c.run.knn_t });
+    const recal = { samples: c.run.bn_recalibrate };
+    if (!recal.samples) knn = measure();
+    else if (final) {
+      recalibrateBatchNorm(encoder, train.images, recal);
+      knn = measure();
+    } else knn = withRecalibratedBatchNorm(encoder, train.images, recal, measure);
     // Evaluation batches differ in shape from training ones: hand their blocks back.
     if (device.startsWith("cuda")) cuda.emptyCache();
     const values = Object.fromEntries([...knn].map(([w, a]) => [`knn/w${w}`, a * 100]));
@@ -328,12 +343,13 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
       const shown: Record<string, number> = { lr };
       for (const w of stepMetrics!.widths) shown[`w${w.width}`] = w.loss;
       progress?.update(step, epochAt(step), shown, step * accum * run.source.batchSize);
-      if (knnEvery && step % knnEvery === 0 && step < lastStep) evaluate();
+      if (knnEvery && step % knnEvery === 0 && step < lastStep) evaluate(false);
       if (ckptEvery && step % ckptEvery === 0 && step < lastStep) await saveCheckpoint();
+      await takeSignals();
     }
     if (stop) status = "interrupted";
     else if (step < totalSteps) status = "max_steps";
-    if (status === "completed") evaluate();
+    if (status === "completed") evaluate(true);
     await saveCheckpoint();
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);

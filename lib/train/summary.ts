@@ -32,6 +32,16 @@ export function widthRows(
   }));
 }
 
+/** The kNN protocol in words, as summaries record it. */
+export function knnProtocol(k: number, t: number, bank: number, bnRecalibrate = 0): string {
+  const recal = bnRecalibrate
+    ? `, BatchNorm statistics recomputed per width on ${
+      Math.min(bnRecalibrate, bank)
+    } clean bank images`
+    : "";
+  return `kNN top-1, k=${k}, t=${t}, cosine, ${bank} bank images${recal}`;
+}
+
 /** An aligned text table of the rows. */
 export function formatTable(rows: WidthSummary[], metric: string): string {
   const head = ["width", "params", "MACs", metric];

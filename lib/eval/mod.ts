@@ -1,0 +1,3 @@
+/** Evaluation: weighted kNN and BatchNorm recalibration per width. */
+export * from "./knn.ts";
+export * from "./bn_recalibration.ts";
