@@ -4,6 +4,10 @@ import { readCheckpoint } from "../lib/train/checkpoint.ts";
 import { readMetrics } from "../lib/log/progress.ts";
 import { tinyConfig, tinyPretrain } from "./fixtures/tiny_pretrain.ts";
 
+/** Whether two files' bytes are identical. */
+const sameBytes = (a: Uint8Array, b: Uint8Array) =>
+  a.length === b.length && a.every((x, i) => x === b[i]);
+
 /** Runs the tiny pretraining in its own process (its own thread count and RNG state). */
 async function tinyRun(dir: string, ...args: string[]): Promise<{ status: string; step: number }> {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -33,10 +37,7 @@ Deno.test("pretrain → checkpoint → resume equals an uninterrupted run, bit f
     assert.equal(rest.step, 16);
     const a = await Deno.readFile(join(dir, "a", "final.safetensors"));
     const b = await Deno.readFile(join(dir, "b", "final.safetensors"));
-    assert.ok(
-      a.length > 1000 && a.length === b.length && a.every((x, i) => x === b[i]),
-      "states differ",
-    );
+    assert.ok(a.length > 1000 && sameBytes(a, b), "states differ");
 
     const log = readMetrics(join(dir, "a", "metrics.jsonl"));
     const train = log.filter((r) => r.kind === "train");
@@ -56,24 +57,23 @@ Deno.test("pretrain → checkpoint → resume equals an uninterrupted run, bit f
 Deno.test("BatchNorm recalibration: monitors leave training bit for bit as it was; the finished model keeps it", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const states = (rec: number, ...extra: string[]) =>
-      tinyRun(join(dir, `r${rec}${extra.length}`), `--run.bn_recalibrate=${rec}`, ...extra);
-    const read = async (name: string) => await Deno.readFile(join(dir, name, "final.safetensors"));
+    const run = (name: string, images: number, ...extra: string[]) =>
+      tinyRun(join(dir, name), `--run.bn_recalibrate=${images}`, ...extra);
+    const read = (name: string) => Deno.readFile(join(dir, name, "final.safetensors"));
     // Stopped before the end: only the per-epoch monitors ran, with and without recalibration.
-    await states(0, "--run.max_steps=12");
-    await states(40, "--run.max_steps=12");
-    const [a, b] = [await read("r01"), await read("r401")];
-    assert.ok(a.length === b.length && a.every((x, i) => x === b[i]), "training state changed");
+    await run("stopped", 0, "--run.max_steps=12");
+    await run("stopped_recal", 40, "--run.max_steps=12");
+    assert.ok(sameBytes(await read("stopped"), await read("stopped_recal")), "training changed");
     const evals = (name: string) =>
       readMetrics(join(dir, name, "metrics.jsonl")).filter((r) => r.kind === "eval").map((r) =>
         Object.entries(r).filter(([k]) => k.startsWith("knn/"))
       );
-    assert.notDeepEqual(evals("r01"), evals("r401"), "the monitor measured the same features");
+    assert.notDeepEqual(evals("stopped"), evals("stopped_recal"), "the monitor saw no change");
     // A finished run: the model keeps statistics recalibrated on the bank's first 40 images.
-    await states(0);
-    await states(40);
-    const [c, d] = [await read("r00"), await read("r400")];
-    assert.ok(c.length === d.length && c.some((x, i) => x !== d[i]), "statistics not kept");
+    await run("finished", 0);
+    await run("finished_recal", 40);
+    const [c, d] = [await read("finished"), await read("finished_recal")];
+    assert.ok(c.length === d.length && !sameBytes(c, d), "statistics not kept");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
