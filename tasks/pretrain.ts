@@ -8,7 +8,7 @@ import { commandHelp, parseCommandLine } from "../lib/config/cli.ts";
 import { PRETRAIN_SCHEMA, type PretrainConfig, validatePretrain } from "../lib/config/pretrain.ts";
 import { ConfigError } from "../lib/config/schema.ts";
 import { type AmpMode, type AmpSetting, resolveAmp } from "../lib/amp.ts";
-import { cuda, setNumThreads } from "../lib/device.ts";
+import { setNumThreads } from "../lib/device.ts";
 import { saveModel } from "../lib/models/model_file.ts";
 import { Generator, manualSeed } from "../lib/random.ts";
 import { buildMethod, buildOptimizer } from "../lib/train/build.ts";
@@ -18,10 +18,10 @@ import {
   initDistributed,
   rankDevice,
 } from "../lib/dist/mod.ts";
-import type { Device } from "../lib/dtype.ts";
 import { labeledSplit, LoaderSource, openDataset, taskLoader } from "../lib/train/data.ts";
 import { disposeSplits } from "../lib/train/source.ts";
 import { assertNewRun } from "../lib/train/run_dir.ts";
+import { resolveDevice } from "../lib/train/device.ts";
 import { type PretrainResult, runPretrain } from "../lib/train/pretrain.ts";
 import { formatTable, knnProtocol, widthRows, writeSummary } from "../lib/train/summary.ts";
 
@@ -56,16 +56,6 @@ function runFolder(c: PretrainConfig, explicit?: string): string {
 
 function precisionName(amp: AmpMode): string {
   return amp === "none" ? "fp32" : `${amp} autocast`;
-}
-
-/** The device a `run.device` setting means here ("auto": CUDA when available). */
-export function resolveDevice(setting: string, cudaDevice: Device = "cuda"): Device {
-  if (setting === "cpu") return "cpu";
-  const available = cuda.isAvailable();
-  if (setting === "cuda" && !available) {
-    throw new ConfigError("'run.device: cuda' but this LibTorch has no usable CUDA device");
-  }
-  return available ? cudaDevice : "cpu";
 }
 
 /** Runs pretraining from command-line arguments; returns the run folder and summary. */
