@@ -1,7 +1,8 @@
 /**
  * `deno task pipeline [pretrain flags …]`: pretrain → kNN → linear probe → report, each step a
- * `deno task` run through dax, so every stage is the same command a user would type. Dataset flags
- * (`--data.*`) are passed to every stage. Writes `report.md` and `report.json` in the run folder
+ * `deno task` run through dax, so every stage is the same command a user would type. The kNN and
+ * probe stages see the data the run was pretrained on (its resolved config's dataset, folder, crop
+ * size and training subset). Writes `report.md` and `report.json` in the run folder
  * and prints the report's path last.
  */
 import { $ } from "dax";
@@ -16,23 +17,38 @@ interface WidthRow {
   top1: number | null;
 }
 
-/** The data flags every stage shares, in `--key=value` form. */
-function dataFlags(args: string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (!/^--data\.(dataset|root|image_size)(=|$)/.test(a)) continue;
-    out.push(a.includes("=") ? a : `${a}=${args[++i]}`);
+/** The data settings every evaluation stage takes from the pretraining run's resolved config. */
+const SHARED_DATA_KEYS = ["dataset", "root", "image_size", "subset", "workers"] as const;
+
+/**
+ * The flags that make an evaluation stage see the data the run was pretrained on (dataset,
+ * folder, crop size, training subset), and use its thread count, in `--key=value` form.
+ */
+export function sharedFlags(config: {
+  data: Record<string, unknown>;
+  run: Record<string, unknown>;
+}): string[] {
+  const flags = SHARED_DATA_KEYS.map((k) => `--data.${k}=${config.data[k]}`);
+  if (config.run.threads) flags.push(`--run.threads=${config.run.threads}`);
+  return flags;
+}
+
+/** Runs one stage, naming it when it fails (its own error is already on stderr). */
+async function stage<T>(name: string, run: () => PromiseLike<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (e) {
+    throw new Error(`the ${name} stage failed: ${(e as Error).message}`);
   }
-  return out;
 }
 
 const HELP = `deno task pipeline [pretrain flags ...] [--probe probe flags ...]
 
 Runs pretrain -> knn -> probe -> report, each stage as its own deno task, and prints the path of
 report.md (beside report.json in the run folder). The flags before --probe go to pretrain (see
-deno task pretrain --help); those after it to probe (see deno task probe --help). The --data.dataset,
---data.root and --data.image_size flags are passed to every stage.`;
+deno task pretrain --help); those after it to probe (see deno task probe --help). The knn and probe
+stages use the run's resolved data settings (data.dataset, data.root, data.image_size, data.subset,
+data.workers) and run.threads.`;
 
 /** Runs the pipeline; returns the report's path (null after `--help`). */
 export async function pipeline(args: string[], probeArgs: string[] = []): Promise<string | null> {
@@ -43,13 +59,18 @@ export async function pipeline(args: string[], probeArgs: string[] = []): Promis
   const deno = Deno.execPath();
   const lastLine = (text: string) => text.trim().split("\n").pop()!;
   const task = (name: string) => join(PROJECT_ROOT, "tasks", `${name}.ts`);
-  const summaryPath = lastLine(await $`${deno} run -A ${task("pretrain")} ${args} --quiet`.text());
+  const summaryPath = lastLine(
+    await stage("pretrain", () => $`${deno} run -A ${task("pretrain")} ${args} --quiet`.text()),
+  );
   const runDir = dirname(summaryPath);
   const model = join(runDir, "model.pt");
-  const data = dataFlags(args);
-  await $`${deno} run -A ${task("knn")} --model ${model} ${data}`;
-  await $`${deno} run -A ${task("probe")} --model ${model} ${data} ${probeArgs}`;
   const summary = JSON.parse(await Deno.readTextFile(summaryPath));
+  const shared = sharedFlags(summary.config);
+  await stage("knn", () => $`${deno} run -A ${task("knn")} --model ${model} ${shared}`);
+  await stage(
+    "probe",
+    () => $`${deno} run -A ${task("probe")} --model ${model} ${shared} ${probeArgs}`,
+  );
   const knn = JSON.parse(await Deno.readTextFile(join(runDir, "knn.json")));
   const probe = JSON.parse(await Deno.readTextFile(join(runDir, "probe.json")));
   const rows = (summary.widths as WidthRow[]).map((w, i) => ({

@@ -34,7 +34,8 @@ const TASK_FLAGS = {
   quiet: "boolean",
 } as const;
 const TASK_HELP =
-  `  --resume PATH|auto  continue from a checkpoint ("auto": the newest in the run folder)
+  `  --resume PATH|auto  continue from a checkpoint ("auto": the newest in the run folder, or a
+                      new run when it holds none)
   --run-dir DIR       the run folder (default: run.out/run.name)
   --quiet             no live progress line
   --help              this text`;
@@ -72,6 +73,11 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
   const started = performance.now();
   if (config.run.threads) setNumThreads(config.run.threads);
   manualSeed(config.run.seed);
+  if (flags.resume === "auto" && !config.run.name && !flags["run-dir"]) {
+    throw new ConfigError(
+      "--resume auto needs 'run.name' or --run-dir: an unnamed run gets a new timestamped folder, so there is nothing to resume",
+    );
+  }
   const runDir = runFolder(config, flags["run-dir"] as string | undefined);
   assertNewRun(runDir, Boolean(flags.resume));
   const log = (m: string) => rank === 0 && console.error(m);
@@ -154,6 +160,9 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
       device,
       precision,
       checkpoint: result.checkpoint,
+      best: result.best
+        ? { ...result.best, value: Number((result.best.value * 100).toFixed(2)) }
+        : null,
       model: join(runDir, "model.pt"),
       config,
     }, "kNN top-1 (%)");

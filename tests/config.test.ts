@@ -83,5 +83,12 @@ Deno.test("impossible combinations are errors naming the keys", () => {
   check(["--slim.width_weights", "0,1,1,1"], /widest network a positive weight/);
   check(["--run.bn_recalibrate", "1"], /'run\.bn_recalibrate' needs at least 2 images/);
   check(["--run.bn_recalibrate", "-5"], /run\.bn_recalibrate/);
+  const steps = (m: string) => ["--schedule.epochs", "90", "--schedule.decay", "step", m];
+  check(["--schedule.decay", "step"], /'schedule\.decay': step needs 'schedule\.milestones'/);
+  check(["--schedule.milestones", "30"], /'schedule\.milestones' \[30\] apply to/);
+  check([...steps("--schedule.milestones=60,30")], /'schedule\.milestones' must be ascending/);
+  check([...steps("--schedule.milestones=30,90")], /90 is not inside training/);
+  check(["--schedule.warmup_epochs", "1"], /'schedule\.warmup_epochs' must be shorter/);
+  validatePretrain(parse(steps("--schedule.milestones=30,60")).config);
   validatePretrain(parse([]).config);
 });

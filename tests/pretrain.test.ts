@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { readCheckpoint } from "../lib/train/checkpoint.ts";
 import { readMetrics } from "../lib/log/progress.ts";
+import { pretrain } from "../tasks/pretrain.ts";
 import { tinyConfig, tinyPretrain } from "./fixtures/tiny_pretrain.ts";
 
 /** Whether two files' bytes are identical. */
@@ -33,6 +34,11 @@ Deno.test("pretrain → checkpoint → resume equals an uninterrupted run, bit f
     assert.equal(full.step, 16);
     const first = await tinyRun(join(dir, "b"), "--run.max_steps=6");
     assert.equal(first.status, "max_steps");
+    // What a run killed after its step-6 checkpoint leaves behind: rows of steps 7–9.
+    const killed = [7, 8, 9].map((step) => JSON.stringify({ kind: "train", step, loss: -1 }));
+    await Deno.writeTextFile(join(dir, "b", "metrics.jsonl"), killed.join("\n") + "\n", {
+      append: true,
+    });
     const rest = await tinyRun(join(dir, "b"), "--resume", "auto");
     assert.equal(rest.step, 16);
     const a = await Deno.readFile(join(dir, "a", "final.safetensors"));
@@ -49,6 +55,33 @@ Deno.test("pretrain → checkpoint → resume equals an uninterrupted run, bit f
     assert.ok(log.some((r) => r.kind === "eval" && "knn/w0.5" in r));
     const config = JSON.parse(await Deno.readTextFile(join(dir, "a", "config.json")));
     assert.equal(config.model.base_width, 4);
+
+    // Epoch rows: the mean of the epoch's step losses, once per epoch.
+    const epochs = log.filter((r) => r.kind === "epoch");
+    assert.deepEqual(epochs.map((r) => [r.step, r.steps]), [[8, 8], [16, 8]]);
+    const mean = (rows: Record<string, unknown>[]) =>
+      rows.reduce((s, r) => s + (r.loss as number), 0) / rows.length;
+    assert.ok(Math.abs((epochs[1].loss as number) - mean(train.slice(8))) < 1e-6);
+    // The resumed run logs every step once: the killed run's rows after step 6 are gone.
+    const resumed = readMetrics(join(dir, "b", "metrics.jsonl"));
+    const steps = resumed.filter((r) => r.kind === "train").map((r) => r.step);
+    assert.deepEqual(steps, train.map((r) => r.step));
+    assert.deepEqual(resumed.filter((r) => r.kind === "epoch").map((r) => [r.step, r.steps]), [
+      [6, 6],
+      [8, 2],
+      [16, 8],
+    ]);
+    // The best widest-width kNN is kept in the checkpoint and survives the resume.
+    const ckpt = async (run: string) => {
+      const folder = join(dir, run, "checkpoints");
+      const names = [...Deno.readDirSync(folder)].map((e) => e.name).sort();
+      return await readCheckpoint(join(folder, names[names.length - 1]));
+    };
+    const knn1 = log.filter((r) => r.kind === "eval").map((r) => r["knn/w1"] as number);
+    const best = (await ckpt("a")).best as { metric: string; value: number; step: number };
+    assert.equal(best.metric, "knn/w1");
+    assert.ok(Math.abs(best.value * 100 - Math.max(...knn1)) < 1e-9);
+    assert.deepEqual((await ckpt("b")).best, best);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -173,4 +206,11 @@ Deno.test("a new pretraining run refuses a folder that holds an earlier run", as
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("--resume auto without a run name is an error: an unnamed run has nothing to resume", async () => {
+  await assert.rejects(
+    () => pretrain(["--resume", "auto", "--run.name", ""]),
+    /--resume auto needs 'run\.name' or --run-dir/,
+  );
 });

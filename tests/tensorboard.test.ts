@@ -45,3 +45,24 @@ Deno.test("event files hold a version record, then one record per scalar step", 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a resumed run's event file starts a session at its step, so TensorBoard purges later events", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const w = new TensorBoardWriter(dir, { purgeStep: 300 });
+    w.scalars(301, { loss: 1 });
+    w.close();
+    const records = readRecords(await Deno.readFile(w.path));
+    assert.equal(records.length, 3);
+    const start = records[1];
+    // wall_time (field 1, fixed64: 0x09 + 8 bytes), step 300 (field 2 varint: 0x10 0xac 0x02),
+    // session_log (field 7, length-delimited: 0x3a) holding status START (field 1 = 1).
+    assert.equal(start[0], 0x09);
+    assert.deepEqual([...start.subarray(9)], [0x10, 0xac, 0x02, 0x3a, 0x02, 0x08, 0x01]);
+    const fresh = new TensorBoardWriter(dir);
+    fresh.close();
+    assert.equal(readRecords(await Deno.readFile(fresh.path)).length, 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

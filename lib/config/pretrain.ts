@@ -3,7 +3,13 @@
  * `configs/` are YAML documents of this shape; any key can be overridden with `--section.key value`.
  */
 import { ConfigError, type ConfigOf, f, type Schema } from "./schema.ts";
-import { backboneFields, dataSection, seedField, threadsField } from "./sections.ts";
+import {
+  backboneFields,
+  dataSection,
+  seedField,
+  threadsField,
+  validateSchedule,
+} from "./sections.ts";
 import { type Stem, stemDownsampling } from "../models/resnet.ts";
 
 /** Every setting of `deno task pretrain`. */
@@ -183,9 +189,7 @@ export function validatePretrain(c: PretrainConfig, worldSize = 1): void {
       `'slim.start_epoch' (${c.slim.start_epoch}) is not before the end of training ('schedule.epochs' ${c.schedule.epochs})`,
     );
   }
-  if (c.schedule.warmup_epochs >= c.schedule.epochs) {
-    throw new ConfigError("'schedule.warmup_epochs' must be shorter than 'schedule.epochs'");
-  }
+  validateSchedule(c.schedule);
   if (c.run.amp === "fp16" && c.run.device === "cpu") {
     throw new ConfigError("'run.amp: fp16' needs CUDA; use 'run.amp: bf16' on the CPU");
   }

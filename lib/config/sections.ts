@@ -1,5 +1,5 @@
 /** Schema pieces shared by the tasks' configs, so each setting is declared once. */
-import { f } from "./schema.ts";
+import { ConfigError, f } from "./schema.ts";
 import { STEMS } from "../models/resnet.ts";
 
 /** Datasets the tasks can open (see `lib/train/data.ts`). */
@@ -65,3 +65,50 @@ export function backboneFields() {
 export const threadsField = () => f.int(0, "LibTorch threads (0: all cores)", { min: 0 });
 /** The random seed. */
 export const seedField = () => f.int(0, "random seed", { min: 0 });
+
+/** The learning-rate schedule fields every training task's config shares. */
+export interface ScheduleSettings {
+  epochs: number;
+  warmup_epochs: number;
+  decay: string;
+  milestones: readonly number[];
+}
+
+/**
+ * Checks a schedule no single field can: warm-up shorter than training, step decay with strictly
+ * ascending milestones inside training, and no milestones under cosine decay (they would be
+ * ignored). `section` names the keys in errors (e.g. "schedule", "probe").
+ */
+export function validateSchedule(s: ScheduleSettings, section = "schedule"): void {
+  const key = (k: string) => `'${section}.${k}'`;
+  if (s.warmup_epochs >= s.epochs) {
+    throw new ConfigError(`${key("warmup_epochs")} must be shorter than ${key("epochs")}`);
+  }
+  if (s.decay !== "step") {
+    if (s.milestones.length) {
+      throw new ConfigError(
+        `${key("milestones")} [${s.milestones}] apply to ${
+          key("decay")
+        }: step only, not ${s.decay}`,
+      );
+    }
+    return;
+  }
+  if (!s.milestones.length) {
+    throw new ConfigError(
+      `${key("decay")}: step needs ${key("milestones")} (epochs where the rate drops tenfold)`,
+    );
+  }
+  s.milestones.forEach((m, i) => {
+    if (i > 0 && !(m > s.milestones[i - 1])) {
+      throw new ConfigError(`${key("milestones")} must be ascending, got [${s.milestones}]`);
+    }
+    if (!(m > 0 && m < s.epochs)) {
+      throw new ConfigError(
+        `${key("milestones")}: ${m} is not inside training (0 < milestone < ${
+          key("epochs")
+        } ${s.epochs})`,
+      );
+    }
+  });
+}

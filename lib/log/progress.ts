@@ -62,7 +62,12 @@ function fmt(v: number): string {
 /** Appends one JSON object per line to a metrics file. */
 export class MetricsLog {
   #file: Deno.FsFile;
-  constructor(readonly path: string) {
+  /**
+   * Opens `path` for appending. A resumed run passes `resumeStep`: the rows an interrupted run
+   * wrote after that step are dropped first (atomically), so no step is logged twice.
+   */
+  constructor(readonly path: string, options: { resumeStep?: number } = {}) {
+    if (options.resumeStep !== undefined) dropRowsAfter(path, options.resumeStep);
     this.#file = Deno.openSync(path, { append: true, create: true });
   }
   /** Writes a record (a `time` field is added). */
@@ -73,6 +78,26 @@ export class MetricsLog {
   close(): void {
     this.#file.close();
   }
+}
+
+/** Rewrites a metrics file without the rows whose `step` is after `step` (temporary + rename). */
+function dropRowsAfter(path: string, step: number): void {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return;
+    throw e;
+  }
+  const lines = text.split("\n").filter(Boolean);
+  const kept = lines.filter((l) => {
+    const row = JSON.parse(l) as { step?: unknown };
+    return typeof row.step !== "number" || row.step <= step;
+  });
+  if (kept.length === lines.length) return;
+  const tmp = `${path}.tmp-${Deno.pid}`;
+  Deno.writeTextFileSync(tmp, kept.map((l) => l + "\n").join(""));
+  Deno.renameSync(tmp, path);
 }
 
 /** Reads a metrics file back (for plots and resumed runs). */

@@ -90,6 +90,15 @@ export function encodeEvent(
   return ev.finish();
 }
 
+/**
+ * A `SessionLog` START event at `step`: TensorBoard then drops the events of earlier files in the
+ * folder whose step is at or after it, as after a resumed run (PyTorch's `purge_step`).
+ */
+export function encodeSessionStart(wallTime: number, step: number): Uint8Array {
+  const sessionLog = new ProtoWriter().int64(1, 1).finish(); // status: START
+  return new ProtoWriter().double(1, wallTime).int64(2, step).bytesField(7, sessionLog).finish();
+}
+
 /** TFRecord framing of one record. */
 export function frameRecord(data: Uint8Array): Uint8Array {
   const out = new Uint8Array(12 + data.length + 4);
@@ -105,7 +114,11 @@ export function frameRecord(data: Uint8Array): Uint8Array {
 export class TensorBoardWriter {
   readonly path: string;
   #file: Deno.FsFile;
-  constructor(dir: string) {
+  /**
+   * Opens a new event file in `dir`. A resumed run passes `purgeStep`, the step it continues
+   * from: TensorBoard then discards what the interrupted run logged after it.
+   */
+  constructor(dir: string, options: { purgeStep?: number } = {}) {
     Deno.mkdirSync(dir, { recursive: true });
     const host = Deno.hostname?.() ?? "localhost";
     this.path = join(
@@ -114,6 +127,9 @@ export class TensorBoardWriter {
     );
     this.#file = Deno.openSync(this.path, { write: true, createNew: true });
     this.#write(encodeEvent(Date.now() / 1000, 0, null, "brain.Event:2"));
+    if (options.purgeStep !== undefined) {
+      this.#write(encodeSessionStart(Date.now() / 1000, options.purgeStep));
+    }
   }
   #write(event: Uint8Array): void {
     const rec = frameRecord(event);

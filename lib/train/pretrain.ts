@@ -61,11 +61,20 @@ export interface PretrainResult {
   epoch: number;
   /** kNN top-1 (0–1) per width at the last evaluation. */
   knn: Map<number, number> | null;
+  /** The best full-width kNN top-1 of any evaluation so far, and its step. */
+  best: BestMetric | null;
   lastMetrics: StepMetrics | null;
   /** The newest checkpoint written. */
   checkpoint: string | null;
   dataWaitSeconds: number;
   wallSeconds: number;
+}
+
+/** The best value of the widest network's kNN monitor (top-1, 0–1), kept across resumes. */
+export interface BestMetric {
+  metric: string;
+  value: number;
+  step: number;
 }
 
 /** Settings a checkpoint must share with the config that resumes it. */
@@ -94,7 +103,7 @@ async function restore(
   run: PretrainRun,
   path: string,
   scaler: GradScaler | null,
-): Promise<{ step: number; knn: Map<number, number> | null }> {
+): Promise<{ step: number; knn: Map<number, number> | null; best: BestMetric | null }> {
   const rec = await readCheckpoint(path);
   const saved = rec.config as PretrainConfig;
   const mismatched = RESUME_KEYS.filter((k) =>
@@ -129,13 +138,14 @@ async function restore(
   const knn = rec.knn
     ? new Map(Object.entries(rec.knn as Record<string, number>).map(([w, a]) => [Number(w), a]))
     : null;
-  return { step: Number(rec.step), knn };
+  return { step: Number(rec.step), knn, best: (rec.best as BestMetric | undefined) ?? null };
 }
 
 function checkpointRecord(
   run: PretrainRun,
   epoch: number,
   knn: Map<number, number> | null,
+  best: BestMetric | null,
   scaler: GradScaler | null,
 ) {
   return scope(() => ({
@@ -149,6 +159,7 @@ function checkpointRecord(
     fractional_epoch: epoch,
     scaler: scaler?.stateDict() ?? null,
     knn: knn ? Object.fromEntries([...knn].map(([w, a]) => [String(w), a])) : null,
+    best,
   }));
 }
 
@@ -208,16 +219,19 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
   const scaler = amp === "fp16" ? new GradScaler() : null;
   let step = 0;
   let knn: Map<number, number> | null = null;
+  let best: BestMetric | null = null;
   const resumeFrom = run.resume === "auto" ? ckpts.latest()?.path : run.resume;
-  if (resumeFrom) ({ step, knn } = await restore(run, resumeFrom, scaler));
+  if (resumeFrom) ({ step, knn, best } = await restore(run, resumeFrom, scaler));
+  const resumed = resumeFrom ? { resumeStep: step, purgeStep: step } : {};
   if (isMain) {
     await atomicWriteFile(
       join(run.runDir, "config.json"),
       new TextEncoder().encode(JSON.stringify(c, null, 2) + "\n"),
     );
   }
-  const metrics = isMain ? new MetricsLog(join(run.runDir, "metrics.jsonl")) : null;
-  const tb = isMain ? new TensorBoardWriter(join(run.runDir, "tensorboard")) : null;
+  const metrics = isMain ? new MetricsLog(join(run.runDir, "metrics.jsonl"), resumed) : null;
+  const tb = isMain ? new TensorBoardWriter(join(run.runDir, "tensorboard"), resumed) : null;
+  const epochLog = new EpochLog();
   const progress = isMain && (run.progress ?? true) ? new Progress(lastStep) : null;
 
   let stop = false;
@@ -256,8 +270,14 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
     checkpoint = await ckpts.save(
       Math.floor(epochAt(step)),
       step,
-      checkpointRecord(run, epochAt(step), knn, scaler),
+      checkpointRecord(run, epochAt(step), knn, best, scaler),
     );
+  };
+  /** The `epoch` row of the steps since the last one (a resumed or stopped epoch: fewer). */
+  const writeEpochRow = () => {
+    const row = epochLog.take(epochAt(step), step);
+    metrics?.write(row);
+    tb?.scalars(step, prefixed("epoch/", row, ["loss", "images_per_s"]));
   };
   /** kNN per width; `final` keeps recalibrated BatchNorm statistics in the model. */
   const evaluate = (final: boolean) => {
@@ -273,6 +293,9 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
     } else knn = withRecalibratedBatchNorm(encoder, train.images, recal, measure);
     // Evaluation batches differ in shape from training ones: hand their blocks back.
     if (device.startsWith("cuda")) cuda.emptyCache();
+    const widest = Math.max(...knn.keys());
+    const top1 = knn.get(widest)!;
+    if (!best || top1 > best.value) best = { metric: `knn/w${widest}`, value: top1, step };
     const values = Object.fromEntries([...knn].map(([w, a]) => [`knn/w${w}`, a * 100]));
     metrics?.write({ kind: "eval", step, epoch: epochAt(step), ...values });
     tb?.scalars(step, values);
@@ -340,6 +363,8 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
         });
         tb?.scalars(step, scalars);
       }
+      epochLog.add(scalars, accum * run.source.batchSize);
+      if (step % stepsPerEpoch === 0) writeEpochRow();
       const shown: Record<string, number> = { lr };
       for (const w of stepMetrics!.widths) shown[`w${w.width}`] = w.loss;
       progress?.update(step, epochAt(step), shown, step * accum * run.source.batchSize);
@@ -347,6 +372,7 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
       if (ckptEvery && step % ckptEvery === 0 && step < lastStep) await saveCheckpoint();
       await takeSignals();
     }
+    if (epochLog.steps) writeEpochRow();
     if (stop) status = "interrupted";
     else if (step < totalSteps) status = "max_steps";
     if (status === "completed") evaluate(true);
@@ -362,9 +388,66 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
     step,
     epoch: epochAt(step),
     knn,
+    best,
     lastMetrics,
     checkpoint,
     dataWaitSeconds: run.source.waitSeconds,
     wallSeconds: (performance.now() - started) / 1000,
   };
+}
+
+/** Means of the step scalars since the last epoch row, with throughput. */
+class EpochLog {
+  #sums: Record<string, number> = {};
+  #steps = 0;
+  #images = 0;
+  #since = performance.now();
+  /** Optimizer steps added since the last row. */
+  get steps(): number {
+    return this.#steps;
+  }
+  /** Adds one optimizer step's scalars and its number of images. */
+  add(scalars: Record<string, number>, images: number): void {
+    for (const [k, v] of Object.entries(scalars)) {
+      if (k.startsWith("grad/")) continue;
+      this.#sums[k] = (this.#sums[k] ?? 0) + v;
+    }
+    this.#steps++;
+    this.#images += images;
+  }
+  /** The `epoch` row for the steps added since the last one, then starts over. */
+  take(epoch: number, step: number): Record<string, unknown> {
+    const seconds = (performance.now() - this.#since) / 1000;
+    const means = Object.fromEntries(
+      Object.entries(this.#sums).map(([k, v]) => [k, v / Math.max(1, this.#steps)]),
+    );
+    const row = {
+      kind: "epoch",
+      step,
+      epoch,
+      steps: this.#steps,
+      ...means,
+      seconds: Number(seconds.toFixed(2)),
+      images_per_s: Number((this.#images / Math.max(seconds, 1e-9)).toFixed(1)),
+    };
+    this.#sums = {};
+    this.#steps = 0;
+    this.#images = 0;
+    this.#since = performance.now();
+    return row;
+  }
+}
+
+/** The numeric fields of `row` whose names are `keys` or start with `key/`, under `prefix`. */
+function prefixed(
+  prefix: string,
+  row: Record<string, unknown>,
+  keys: string[],
+): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(row)) {
+    if (typeof v !== "number") continue;
+    if (keys.some((key) => k === key || k.startsWith(`${key}/`))) out[prefix + k] = v;
+  }
+  return out;
 }
