@@ -1,236 +1,220 @@
 /**
- * `deno task supervised [--config RECIPE.yaml] [--section.key value …]`: slimmable supervised
- * training (every width on every batch; sub-widths optionally learn by in-place distillation from
- * the full width, spec §3.2), checkpoints with resume, and top-1 per width on the test split.
- * `--test-only --model PATH` evaluates a saved model instead.
+ * `deno task supervised [--config RECIPE.yaml] [--section.key value …] [--resume PATH|auto]`:
+ * slimmable supervised training (every width on every batch; sub-widths optionally learn by
+ * in-place distillation from the full width, spec §3.2) on the CPU or CUDA, in mixed precision if
+ * asked, with checkpoints, exact resume and a clean stop on SIGINT/SIGTERM, then top-1 per width
+ * on the test split. `--test-only --model PATH` evaluates a saved model instead.
  */
 import { join } from "node:path";
 import { commandHelp, parseCommandLine } from "../lib/config/cli.ts";
-import { ConfigError, f, type Schema } from "../lib/config/schema.ts";
-import { assertNewRun } from "../lib/train/run_dir.ts";
-import { backboneFields, dataSection, seedField, threadsField } from "../lib/config/sections.ts";
+import { ConfigError } from "../lib/config/schema.ts";
+import {
+  SUPERVISED_SCHEMA,
+  type SupervisedConfig,
+  validateSupervised,
+} from "../lib/config/supervised.ts";
+import { type AmpSetting, resolveAmp } from "../lib/amp.ts";
 import { setNumThreads } from "../lib/device.ts";
-import { loadModel, modelRecord, saveModel } from "../lib/models/model_file.ts";
+import { loadModel, saveModel } from "../lib/models/model_file.ts";
 import { SlimmableResNet } from "../lib/models/slimmable_resnet.ts";
 import type { ResNetArch, Stem } from "../lib/models/resnet.ts";
-import { clipGradNorm, SGD } from "../lib/optim.ts";
+import { SGD } from "../lib/optim.ts";
 import { manualSeed } from "../lib/random.ts";
-import { DistributedDataParallel, initDistributed } from "../lib/dist/mod.ts";
-import { scope } from "../lib/scope.ts";
-import { fromRaw } from "../lib/serialize/tensors.ts";
-import type { RawTensor } from "../lib/serialize/raw.ts";
-import {
-  CheckpointManager,
-  loadOptimizerRecord,
-  optimizerRecord,
-  readCheckpoint,
-} from "../lib/train/checkpoint.ts";
+import { DistributedDataParallel, initDistributed, rankDevice } from "../lib/dist/mod.ts";
+import { assertNewRun } from "../lib/train/run_dir.ts";
+import { resolveDevice } from "../lib/train/device.ts";
 import { labeledSplit, openDataset, taskLoader } from "../lib/train/data.ts";
 import { disposeSplits } from "../lib/train/source.ts";
-import { probeAccuracy, slimmableClassificationLoss } from "../lib/train/probe.ts";
-import { learningRate } from "../lib/train/schedule.ts";
-import { MetricsLog, Progress } from "../lib/log/progress.ts";
+import { runSupervised, type SupervisedResult, testAccuracy } from "../lib/train/supervised.ts";
 import { formatTable, widthRows, writeSummary } from "../lib/train/summary.ts";
 
-/** Settings of `deno task supervised`. */
-export const SUPERVISED_SCHEMA = {
-  model: {
-    ...backboneFields(),
-    head: f.str("supervised", "classifier: shared slimmable or private per width", [
-      "supervised",
-      "supervised_switch",
-    ]),
-    inplace_distill: f.bool(false, "sub-widths learn from the full width's predictions"),
-  },
-  data: dataSection("supervised_small", 128),
-  optim: {
-    lr: f.num(0.1, "peak learning rate", { min: 0 }),
-    momentum: f.num(0.9, "SGD momentum", { min: 0, max: 1 }),
-    weight_decay: f.num(1e-4, "weight decay", { min: 0 }),
-    nesterov: f.bool(false, "Nesterov momentum"),
-    clip_grad: f.num(0, "clip the global gradient norm (0: off)", { min: 0 }),
-  },
-  schedule: {
-    epochs: f.num(1, "epochs", { min: 0.001 }),
-    warmup_epochs: f.num(0, "linear warm-up epochs", { min: 0 }),
-    decay: f.str("cosine", "learning-rate decay", ["cosine", "step"]),
-    milestones: f.nums([], "step decay epochs", { min: 0 }),
-  },
-  run: {
-    out: f.str("runs", "folder that holds run folders"),
-    name: f.str("supervised", "run folder name"),
-    seed: seedField(),
-    threads: threadsField(),
-    keep_last: f.int(2, "checkpoints kept", { min: 1 }),
-    sync_bn: f.bool(
-      false,
-      "with several processes: batch statistics over all ranks (SyncBatchNorm)",
-    ),
-  },
-} as const satisfies Schema;
+export { SUPERVISED_SCHEMA };
 
 const USAGE =
-  "deno task supervised [--config RECIPE.yaml] [--section.key value ...] [--resume auto]";
-const TASK_HELP = `  --resume auto|PATH  continue from a checkpoint of the run folder
+  "deno task supervised [--config RECIPE.yaml] [--section.key value ...] [--resume PATH|auto]";
+const TASK_FLAGS = {
+  resume: "string",
+  "run-dir": "string",
+  "test-only": "boolean",
+  model: "string",
+  quiet: "boolean",
+  help: "boolean",
+} as const;
+const TASK_HELP =
+  `  --resume PATH|auto  continue from a checkpoint ("auto": the newest in the run folder)
+  --run-dir DIR       the run folder (default: run.out/run.name)
   --test-only         evaluate --model PATH on the test split instead of training
   --model PATH        the model to evaluate with --test-only
+  --quiet             no live progress line
   --help              this text`;
 
-/** Trains (or evaluates) a slimmable classifier; returns the summary path. */
-export async function supervised(args: string[]): Promise<string | null> {
-  const { config: c, flags } = parseCommandLine(SUPERVISED_SCHEMA, args, {
-    resume: "string",
-    "test-only": "boolean",
-    model: "string",
-    help: "boolean",
-  });
+/** What a supervised training task produced. */
+export interface SupervisedOutcome {
+  runDir: string;
+  /** `summary.json`, or "" when the run stopped early on a signal. */
+  summaryPath: string;
+  result: SupervisedResult;
+  config: SupervisedConfig;
+}
+
+/**
+ * Trains a slimmable classifier from command-line arguments; returns the run folder, summary and
+ * result (null for `--help`, `--test-only` and ranks other than 0).
+ */
+export async function trainSupervised(args: string[]): Promise<SupervisedOutcome | null> {
+  const { config: c, flags } = parseCommandLine(SUPERVISED_SCHEMA, args, TASK_FLAGS);
   if (flags.help) {
     console.log(commandHelp(USAGE, TASK_HELP, SUPERVISED_SCHEMA));
     return null;
   }
+  validateSupervised(c);
+  if (flags["test-only"]) {
+    await testOnly(c, flags.model as string | undefined);
+    return null;
+  }
+  const started = performance.now();
   if (c.run.threads) setNumThreads(c.run.threads);
   manualSeed(c.run.seed);
-  const test = await openDataset(c.data, "test");
-  const testSplit = labeledSplit(test, 0, c.data.image_size);
-  const runDir = join(c.run.out, c.run.name);
-  if (!flags["test-only"]) assertNewRun(runDir, Boolean(flags.resume));
-  if (flags["test-only"]) {
-    if (!flags.model) throw new ConfigError("--test-only needs --model PATH");
-    const net = await loadModel(flags.model as string);
-    try {
-      const rows = widthRows(net, c.data.image_size, probeAccuracy(net, testSplit));
-      console.log(formatTable(rows, "top-1"));
-      return null;
-    } finally {
-      net.dispose();
-      disposeSplits(testSplit);
-      test.dispose();
-    }
-  }
-  const train = await openDataset(c.data, "train");
-  const net = new SlimmableResNet({
-    arch: c.model.arch as ResNetArch,
-    stem: c.model.stem as Stem,
-    inChannels: c.model.in_channels,
-    baseWidth: c.model.base_width,
-    widths: c.model.widths,
-    head: c.model.head as "supervised" | "supervised_switch",
-    numClasses: train.classes.length,
-    zeroInitResidual: true,
-  });
-  // Under the launcher: rank 0's initial weights everywhere, sharded batches, averaged gradients,
-  // and files, logs and evaluation from rank 0 only.
+  const runDir = (flags["run-dir"] as string | undefined) ?? join(c.run.out, c.run.name);
+  assertNewRun(runDir, Boolean(flags.resume));
   const group = initDistributed();
   const rank = group?.rank ?? 0;
-  const ddp = new DistributedDataParallel(net, group, { syncBatchNorm: c.run.sync_bn });
-  const opt = new SGD(net.parameters(), {
-    lr: c.optim.lr,
-    momentum: c.optim.momentum,
-    weight_decay: c.optim.weight_decay,
-    nesterov: c.optim.nesterov,
-  });
-  const loader = taskLoader(train, c.data, {
-    seed: c.run.seed,
-    rank,
-    worldSize: group?.worldSize ?? 1,
-  });
-  const ckpts = new CheckpointManager(join(runDir, "checkpoints"), c.run.keep_last);
-  await Deno.mkdir(runDir, { recursive: true });
-  const metrics = rank === 0 ? new MetricsLog(join(runDir, "metrics.jsonl")) : null;
-  const started = performance.now();
+  const worldSize = group?.worldSize ?? 1;
+  const log = (m: string) => rank === 0 && console.error(m);
+  const train = await openDataset(c.data, "train", log);
+  const test = await openDataset(c.data, "test", log);
+  // Under the launcher: rank 0's initial weights everywhere, sharded batches, averaged gradients,
+  // and files, logs and evaluation from rank 0 only.
+  let net: SlimmableResNet | null = null;
+  let optimizer: SGD | null = null;
+  const testSplit = rank === 0
+    ? labeledSplit(test, c.run.eval_samples, c.data.image_size)
+    : undefined;
   try {
-    const perEpoch = loader.batchesPerEpoch;
-    const total = Math.max(1, Math.ceil(c.schedule.epochs * perEpoch));
-    let step = 0;
-    const resume = flags.resume === "auto"
-      ? ckpts.latest()?.path
-      : flags.resume as string | undefined;
-    if (resume) step = await restore(resume, net, opt);
-    const progress = rank === 0 ? new Progress(total) : null;
-    while (step < total) {
-      const epoch = Math.floor(step / perEpoch);
-      for (const batch of loader.epoch(epoch, { skip: step - epoch * perEpoch })) {
-        try {
-          if (step >= total) break;
-          const lr = learningRate({
-            lr: c.optim.lr,
-            totalSteps: total,
-            warmupSteps: Math.round(c.schedule.warmup_epochs * perEpoch),
-            kind: c.schedule.decay as "cosine" | "step",
-            milestones: c.schedule.milestones,
-            stepsPerEpoch: perEpoch,
-          }, step);
-          opt.setLr(lr);
-          if (ddp.active) ddp.syncBuffers();
-          const loss = scope(() => {
-            const logits = net.widths.map((w) =>
-              net.withWidth(w, () => net.forward(batch.views[0]))
-            );
-            const l = slimmableClassificationLoss(logits, batch.labels, {
-              inplaceDistill: c.model.inplace_distill,
-              mixed: false,
-              reduce: "sum",
-            });
-            opt.zeroGrad();
-            l.backward();
-            if (ddp.active) ddp.allReduceGradients();
-            if (c.optim.clip_grad > 0) clipGradNorm(net.parameters(), c.optim.clip_grad);
-            opt.step();
-            return l.item();
-          });
-          step++;
-          progress?.update(step, step / perEpoch, { loss, lr }, step * c.data.batch_size);
-          if (step % 10 === 0) {
-            metrics?.write({ kind: "train", step, epoch: step / perEpoch, loss, lr });
-          }
-        } finally {
-          batch.dispose();
-        }
-      }
-      if (rank === 0) {
-        await ckpts.save(Math.floor(step / perEpoch), step, {
-          model: modelRecord(net),
-          optimizer: optimizerRecord(opt),
-        });
-      }
+    if (train.channels !== c.model.in_channels) {
+      throw new ConfigError(
+        `'model.in_channels' is ${c.model.in_channels} but ${train.name} has ${train.channels}-channel images`,
+      );
     }
-    progress?.done();
+    const device = resolveDevice(c.run.device, group ? rankDevice() : "cuda");
+    if (device === "cpu" && c.run.amp === "fp16") {
+      throw new ConfigError(
+        "'run.amp: fp16' needs CUDA and this run is on the CPU; use bf16 or auto",
+      );
+    }
+    const amp = resolveAmp(c.run.amp as AmpSetting, device);
+    net = new SlimmableResNet({
+      arch: c.model.arch as ResNetArch,
+      stem: c.model.stem as Stem,
+      inChannels: c.model.in_channels,
+      baseWidth: c.model.base_width,
+      widths: c.model.widths,
+      head: c.model.head as "supervised" | "supervised_switch",
+      numClasses: train.classes.length,
+      zeroInitResidual: true,
+    });
+    if (device !== "cpu") net.to(device);
+    const ddp = new DistributedDataParallel(net, group, { syncBatchNorm: c.run.sync_bn });
+    optimizer = new SGD(net.parameters(), {
+      lr: c.optim.lr,
+      momentum: c.optim.momentum,
+      weight_decay: c.optim.weight_decay,
+      nesterov: c.optim.nesterov,
+    });
+    const loader = taskLoader(train, c.data, { seed: c.run.seed, rank, worldSize, device });
+    log(
+      `supervised: ${c.model.arch} widths [${c.model.widths}] on ${train.name} (${train.size} images, ` +
+        `${loader.batchesPerEpoch} batches/epoch, ${device}, ${
+          amp === "none" ? "fp32" : amp
+        }) → ${runDir}`,
+    );
+    let result: SupervisedResult;
+    try {
+      result = await runSupervised({
+        config: c,
+        runDir,
+        net,
+        optimizer,
+        loader,
+        test: testSplit,
+        resume: flags.resume as string | undefined,
+        progress: !flags.quiet,
+        isMain: rank === 0,
+        worldSize,
+        device,
+        ddp,
+      });
+    } finally {
+      loader.dispose();
+    }
     if (rank !== 0) return null;
-    const rows = widthRows(net, c.data.image_size, probeAccuracy(net, testSplit));
+    if (result.status === "interrupted") {
+      log(
+        `supervised: stopped by a signal at step ${result.step}; checkpoint ${result.checkpoint}. ` +
+          `Continue with --resume auto --run-dir ${runDir}`,
+      );
+      return { runDir, summaryPath: "", result, config: c };
+    }
+    const rows = widthRows(net, c.data.image_size, result.top1);
     console.log(formatTable(rows, "top-1"));
     await saveModel(join(runDir, "model.pt"), net);
-    return await writeSummary(runDir, {
+    const summaryPath = await writeSummary(runDir, {
       task: "supervised",
+      status: result.status,
       dataset: train.name,
+      test_images: testSplit?.images.shape[0] ?? 0,
       widths: rows,
-      steps: step,
+      best_top1: result.bestTop1 === null ? null : Number((result.bestTop1 * 100).toFixed(2)),
+      steps: result.step,
+      epochs: result.epoch,
       wall_seconds: Number(((performance.now() - started) / 1000).toFixed(1)),
+      train_seconds: Number(result.wallSeconds.toFixed(1)),
+      device,
+      precision: amp === "none" ? "fp32" : `${amp} autocast`,
+      checkpoint: result.checkpoint,
+      model: join(runDir, "model.pt"),
       config: c,
     }, "top-1 (%)");
+    return { runDir, summaryPath, result, config: c };
   } finally {
-    metrics?.close();
-    loader.dispose();
-    opt.dispose();
-    net.dispose();
-    train.dispose();
+    optimizer?.dispose();
+    net?.dispose();
     disposeSplits(testSplit);
+    train.dispose();
     test.dispose();
     group?.destroy();
   }
 }
 
-async function restore(path: string, net: SlimmableResNet, opt: SGD): Promise<number> {
-  const rec = await readCheckpoint(path);
-  const model = (rec.model as Record<string, unknown>).state_dict as Map<string, RawTensor>;
-  scope(() => net.loadStateDict(new Map([...model].map(([k, r]) => [k, fromRaw(r)]))));
-  loadOptimizerRecord(opt, rec.optimizer);
-  return Number(rec.step);
+/** `--test-only`: top-1 per width of a saved model on the test split. */
+async function testOnly(c: SupervisedConfig, model: string | undefined): Promise<void> {
+  if (!model) throw new ConfigError("--test-only needs --model PATH");
+  const device = resolveDevice(c.run.device);
+  const test = await openDataset(c.data, "test");
+  const split = labeledSplit(test, c.run.eval_samples, c.data.image_size);
+  const net = await loadModel(model);
+  try {
+    if (device !== "cpu") net.to(device);
+    console.log(
+      formatTable(widthRows(net, c.data.image_size, testAccuracy(net, split, device)), "top-1"),
+    );
+  } finally {
+    net.dispose();
+    disposeSplits(split);
+    test.dispose();
+  }
+}
+
+/** Trains (or with `--test-only` evaluates) a slimmable classifier; returns the summary path. */
+export async function supervised(args: string[]): Promise<string | null> {
+  return (await trainSupervised(args))?.summaryPath || null;
 }
 
 if (import.meta.main) {
   try {
-    const path = await supervised(Deno.args);
-    if (path) console.log(path);
+    const out = await trainSupervised(Deno.args);
+    if (out?.summaryPath) console.log(out.summaryPath);
+    if (out?.result.status === "interrupted") Deno.exit(130);
   } catch (e) {
     console.error(`supervised: ${(e as Error).message}`);
     Deno.exit(e instanceof ConfigError ? 2 : 1);

@@ -31,7 +31,7 @@ function at(config: unknown, key: string): unknown {
 
 /** Checks every listed key of a recipe against the reference script's value (spec §1.3). */
 function assertRecipe(
-  schema: typeof PRETRAIN_SCHEMA | typeof PROBE_SCHEMA,
+  schema: typeof PRETRAIN_SCHEMA | typeof PROBE_SCHEMA | typeof SUPERVISED_SCHEMA,
   name: string,
   expected: Record<string, unknown>,
 ): void {
@@ -126,6 +126,29 @@ Deno.test("the paper recipes carry every hyperparameter of the reference scripts
     "schedule.epochs": 100,
     "schedule.warmup_epochs": 10,
     "run.sync_bn": true,
+  });
+});
+
+Deno.test("the supervised S-ResNet-50 recipe carries the reference script's settings", () => {
+  assertRecipe(SUPERVISED_SCHEMA, "supervised_sresnet50_100ep.yaml", {
+    "model.arch": "resnet50",
+    "model.stem": "imagenet",
+    "model.base_width": 64,
+    "model.widths": [1, 0.75, 0.5, 0.25],
+    "model.head": "supervised",
+    "model.inplace_distill": false,
+    "data.recipe": "supervised",
+    "data.batch_size": 128,
+    "optim.lr": 0.2,
+    "optim.momentum": 0.9,
+    "optim.nesterov": false,
+    "optim.weight_decay": 1e-4,
+    "schedule.epochs": 100,
+    "schedule.warmup_epochs": 5,
+    "schedule.decay": "cosine",
+    "run.seed": 3407,
+    "run.amp": "fp16",
+    "run.sync_bn": false,
   });
 });
 

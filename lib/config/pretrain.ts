@@ -4,13 +4,15 @@
  */
 import { ConfigError, type ConfigOf, f, type Schema } from "./schema.ts";
 import {
+  ampField,
   backboneFields,
   dataSection,
+  deviceField,
   seedField,
   threadsField,
+  validateBackboneAndRun,
   validateSchedule,
 } from "./sections.ts";
-import { type Stem, stemDownsampling } from "../models/resnet.ts";
 
 /** Every setting of `deno task pretrain`. */
 export const PRETRAIN_SCHEMA = {
@@ -115,17 +117,8 @@ export const PRETRAIN_SCHEMA = {
     out: f.str("runs", "folder that holds run folders"),
     name: f.str("", "run folder name (empty: method-arch-timestamp)"),
     seed: seedField(),
-    device: f.str("auto", "device", ["auto", "cpu", "cuda"]),
-    amp: f.str(
-      "none",
-      "mixed precision: bf16 (CPU or CUDA), fp16 with loss scaling (CUDA), or auto (fp16 on CUDA, bf16 on a CPU with native bf16, else none)",
-      [
-        "none",
-        "auto",
-        "bf16",
-        "fp16",
-      ],
-    ),
+    device: deviceField(),
+    amp: ampField(),
     sync_bn: f.bool(
       false,
       "with several processes: batch statistics over all ranks (SyncBatchNorm)",
@@ -155,13 +148,7 @@ export type PretrainConfig = ConfigOf<typeof PRETRAIN_SCHEMA>;
 
 /** Checks combinations no single field can; errors name the keys. */
 export function validatePretrain(c: PretrainConfig, worldSize = 1): void {
-  const w = c.model.widths;
-  if (!w.length) throw new ConfigError("'model.widths' must list at least one width");
-  for (let i = 1; i < w.length; i++) {
-    if (!(w[i] < w[i - 1])) {
-      throw new ConfigError(`'model.widths' must be strictly descending, got [${w}]`);
-    }
-  }
+  validateBackboneAndRun(c);
   if (c.data.batch_size < 2) {
     throw new ConfigError("'data.batch_size' must be at least 2 for contrastive pretraining");
   }
@@ -190,9 +177,6 @@ export function validatePretrain(c: PretrainConfig, worldSize = 1): void {
     );
   }
   validateSchedule(c.schedule);
-  if (c.run.amp === "fp16" && c.run.device === "cpu") {
-    throw new ConfigError("'run.amp: fp16' needs CUDA; use 'run.amp: bf16' on the CPU");
-  }
   if (c.run.bn_recalibrate === 1) {
     throw new ConfigError("'run.bn_recalibrate' needs at least 2 images (0 turns it off)");
   }
@@ -207,12 +191,5 @@ export function validatePretrain(c: PretrainConfig, worldSize = 1): void {
   }
   if (ww.length && !(ww[0] > 0)) {
     throw new ConfigError("'slim.width_weights' must give the widest network a positive weight");
-  }
-  const down = stemDownsampling(c.model.stem as Stem);
-  if (c.data.image_size < down) {
-    throw new ConfigError(
-      `'model.stem: ${c.model.stem}' downsamples ${down}×; 'data.image_size' ${c.data.image_size} ` +
-        `is too small${c.model.stem === "small" ? "" : " (use stem small)"}`,
-    );
   }
 }

@@ -1,6 +1,6 @@
 /** Schema pieces shared by the tasks' configs, so each setting is declared once. */
 import { ConfigError, f } from "./schema.ts";
-import { STEMS } from "../models/resnet.ts";
+import { type Stem, stemDownsampling, STEMS } from "../models/resnet.ts";
 
 /** Datasets the tasks can open (see `lib/train/data.ts`). */
 export const DATASETS = [
@@ -59,6 +59,45 @@ export function backboneFields() {
       },
     ),
   };
+}
+
+/** Where a training task runs. */
+export const deviceField = () => f.str("auto", "device", ["auto", "cpu", "cuda"]);
+
+/** Mixed precision of a training task. */
+export const ampField = () =>
+  f.str(
+    "none",
+    "mixed precision: bf16 (CPU or CUDA), fp16 with loss scaling (CUDA), or auto (fp16 on CUDA, bf16 on a CPU with native bf16, else none)",
+    ["none", "auto", "bf16", "fp16"],
+  );
+
+/**
+ * Checks the backbone and run settings every training task shares: strictly descending widths, a
+ * crop the stem can downsample, and fp16 only off the CPU.
+ */
+export function validateBackboneAndRun(c: {
+  model: { widths: readonly number[]; stem: string };
+  data: { image_size: number };
+  run: { amp: string; device: string };
+}): void {
+  const w = c.model.widths;
+  if (!w.length) throw new ConfigError("'model.widths' must list at least one width");
+  for (let i = 1; i < w.length; i++) {
+    if (!(w[i] < w[i - 1])) {
+      throw new ConfigError(`'model.widths' must be strictly descending, got [${w}]`);
+    }
+  }
+  const down = stemDownsampling(c.model.stem as Stem);
+  if (c.data.image_size < down) {
+    throw new ConfigError(
+      `'model.stem: ${c.model.stem}' downsamples ${down}×; 'data.image_size' ${c.data.image_size} ` +
+        `is too small${c.model.stem === "small" ? "" : " (use stem small)"}`,
+    );
+  }
+  if (c.run.amp === "fp16" && c.run.device === "cpu") {
+    throw new ConfigError("'run.amp: fp16' needs CUDA; use 'run.amp: bf16' on the CPU");
+  }
 }
 
 /** LibTorch threads. */

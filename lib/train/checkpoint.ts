@@ -11,6 +11,7 @@ import { OrderedDict } from "../serialize/pytypes.ts";
 import { fromRaw, toRaw } from "../serialize/tensors.ts";
 import type { Optimizer, OptimizerStateDict } from "../optim.ts";
 import type { Tensor } from "../tensor.ts";
+import type { Device } from "../dtype.ts";
 
 /** Marker and version of slimclr training checkpoints. */
 export const CHECKPOINT_FORMAT = "slimclr-checkpoint";
@@ -143,8 +144,15 @@ export function optimizerRecord(opt: Optimizer<object>): unknown {
   }
 }
 
-/** Restores an optimizer from `optimizerRecord`'s output (as read back from a checkpoint). */
-export function loadOptimizerRecord(opt: Optimizer<object>, record: unknown): void {
+/**
+ * Restores an optimizer from `optimizerRecord`'s output (as read back from a checkpoint); its state
+ * tensors go to `device`, where the optimizer's parameters live.
+ */
+export function loadOptimizerRecord(
+  opt: Optimizer<object>,
+  record: unknown,
+  device: Device = "cpu",
+): void {
   const tree = tensorTree(record) as {
     state: Map<number, Record<string, Tensor>> | Record<string, Record<string, Tensor>>;
     param_groups: Record<string, unknown>[];
@@ -152,6 +160,15 @@ export function loadOptimizerRecord(opt: Optimizer<object>, record: unknown): vo
   const entries = tree.state instanceof Map ? [...tree.state] : Object.entries(tree.state ?? {});
   const state: OptimizerStateDict["state"] = {};
   for (const [k, v] of entries) state[Number(k)] = v;
+  if (device !== "cpu") {
+    for (const entry of Object.values(state)) {
+      for (const [name, t] of Object.entries(entry)) {
+        if (!isTensor(t)) continue;
+        entry[name] = t.to(device);
+        t.dispose();
+      }
+    }
+  }
   try {
     opt.loadStateDict({ state, param_groups: tree.param_groups });
   } finally {

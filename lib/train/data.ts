@@ -77,7 +77,10 @@ export async function openDataset(
     const opts = d.subset < 1
       ? { fraction: d.subset, seed: 0 }
       : { count: Math.floor(d.subset), seed: 0 };
-    return subset(ds, opts);
+    // The task holds only the subset: disposing it frees the whole split (a subset owns nothing).
+    const part = subset(ds, opts);
+    part.dispose = () => ds.dispose();
+    return part;
   }
   return ds;
 }

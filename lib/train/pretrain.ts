@@ -28,6 +28,7 @@ import {
   readCheckpoint,
 } from "./checkpoint.ts";
 import { learningRate } from "./schedule.ts";
+import { StopSignals } from "./stop_signals.ts";
 import type { LabeledSplit, TwoViewSource } from "./source.ts";
 import { knnPerWidth } from "./monitor.ts";
 import { recalibrateBatchNorm, withRecalibratedBatchNorm } from "../eval/bn_recalibration.ts";
@@ -126,7 +127,7 @@ async function restore(
       throw new SerializationError(`${path}: ${(e as Error).message}`);
     }
   });
-  loadOptimizerRecord(run.optimizer, rec.optimizer);
+  loadOptimizerRecord(run.optimizer, rec.optimizer, run.device ?? "cpu");
   const rng = rec.rng as Record<string, RawTensor | undefined>;
   scope(() => {
     if (rng?.default) setDefaultGeneratorState(fromRaw(rng.default));
@@ -234,20 +235,7 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
   const epochLog = new EpochLog();
   const progress = isMain && (run.progress ?? true) ? new Progress(lastStep) : null;
 
-  let stop = false;
-  const onSignal = () => {
-    stop = true;
-  };
-  // Signals arrive as event-loop tasks, and a step whose batch is already prefetched never
-  // leaves the microtask queue: the loop yields to the event loop every half second.
-  let lastYield = performance.now();
-  const takeSignals = async () => {
-    if (performance.now() - lastYield < 500) return;
-    await new Promise((resolve) => setTimeout(resolve, 0));
-    lastYield = performance.now();
-  };
-  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-  for (const s of signals) Deno.addSignalListener(s, onSignal);
+  const signals = new StopSignals();
 
   const epochAt = (s: number) => s / stepsPerEpoch;
   const ckptEvery = c.run.ckpt_every > 0
@@ -304,7 +292,7 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
   try {
     let epoch = -1;
     run.method.train();
-    while (step < lastStep && !stop) {
+    while (step < lastStep && !signals.stopped) {
       const e = Math.floor(step / stepsPerEpoch);
       if (e !== epoch) {
         epoch = e;
@@ -370,15 +358,15 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
       progress?.update(step, epochAt(step), shown, step * accum * run.source.batchSize);
       if (knnEvery && step % knnEvery === 0 && step < lastStep) evaluate(false);
       if (ckptEvery && step % ckptEvery === 0 && step < lastStep) await saveCheckpoint();
-      await takeSignals();
+      await signals.poll();
     }
     if (epochLog.steps) writeEpochRow();
-    if (stop) status = "interrupted";
+    if (signals.stopped) status = "interrupted";
     else if (step < totalSteps) status = "max_steps";
     if (status === "completed") evaluate(true);
     await saveCheckpoint();
   } finally {
-    for (const s of signals) Deno.removeSignalListener(s, onSignal);
+    signals[Symbol.dispose]();
     progress?.done();
     metrics?.close();
     tb?.close();

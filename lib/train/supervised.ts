@@ -1,0 +1,390 @@
+/**
+ * The supervised slimmable loop (spec §3.2): every width on every batch, widest first, sub-widths
+ * optionally learning by in-place distillation from the full width; per-iteration schedule,
+ * mixed precision (bf16 autocast, fp16 with loss scaling), clipping, checkpoints every N epochs and
+ * at the end (atomic; the last K kept), exact resume, a clean stop on SIGINT/SIGTERM, JSONL and
+ * TensorBoard metrics (per logging step and per epoch), a live progress line and test top-1 per
+ * width every N epochs.
+ */
+import { join } from "node:path";
+import type { SupervisedConfig } from "../config/supervised.ts";
+import { noGrad } from "../autograd.ts";
+import { type AmpSetting, autocast, GradScaler, resolveAmp } from "../amp.ts";
+import type { Loader } from "../data/mod.ts";
+import type { Device } from "../dtype.ts";
+import * as F from "../functional.ts";
+import { modelRecord } from "../models/model_file.ts";
+import type { SlimmableResNet } from "../models/slimmable_resnet.ts";
+import { clipGradNorm, type Optimizer } from "../optim.ts";
+import { defaultGeneratorState, setDefaultGeneratorState } from "../random.ts";
+import { scope } from "../scope.ts";
+import { atomicWriteFile } from "../serialize/fs.ts";
+import { type RawTensor, SerializationError } from "../serialize/raw.ts";
+import { fromRaw, toRaw } from "../serialize/tensors.ts";
+import type { Tensor } from "../tensor.ts";
+import { MetricsLog, Progress } from "../log/progress.ts";
+import { TensorBoardWriter } from "../log/tensorboard.ts";
+import {
+  CheckpointManager,
+  loadOptimizerRecord,
+  optimizerRecord,
+  readCheckpoint,
+} from "./checkpoint.ts";
+import { softCrossEntropy } from "./probe.ts";
+import { learningRate } from "./schedule.ts";
+import { StopSignals } from "./stop_signals.ts";
+import type { LabeledSplit } from "./source.ts";
+
+/** Everything a supervised run needs. */
+export interface SupervisedRun {
+  config: SupervisedConfig;
+  /** Folder of this run (created; checkpoints, metrics and config go here). */
+  runDir: string;
+  /** The slimmable classifier, already on `device`. */
+  net: SlimmableResNet;
+  optimizer: Optimizer<object>;
+  /** Training batches (one view and labels), on `device`. */
+  loader: Loader;
+  /** Test split for top-1 per width (in host memory); no evaluation without it. */
+  test?: LabeledSplit;
+  /** A checkpoint file to continue from, or "auto" for the newest in the run folder. */
+  resume?: string;
+  /** Show the live progress line (default true). */
+  progress?: boolean;
+  /** Only rank 0 writes files and logs (default true). */
+  isMain?: boolean;
+  /** Processes that train together (for images/s; default 1). */
+  worldSize?: number;
+  /** The device the network lives on (autocast's device; default the CPU). */
+  device?: Device;
+  /** Data parallelism: buffers synced before each step, gradients averaged after backward. */
+  ddp?: { syncBuffers(): void; allReduceGradients(): void; readonly active: boolean };
+}
+
+/** How a run ended. */
+export interface SupervisedResult {
+  status: "completed" | "interrupted" | "max_steps";
+  step: number;
+  epoch: number;
+  /** Test top-1 (0–1) per width at the last evaluation. */
+  top1: Map<number, number> | null;
+  /** The best full-width test top-1 (0–1) of any evaluation so far. */
+  bestTop1: number | null;
+  /** The newest checkpoint written. */
+  checkpoint: string | null;
+  wallSeconds: number;
+}
+
+/** Settings (and the class count) a checkpoint must share with the run that resumes it. */
+const RESUME_KEYS = [
+  "model.arch",
+  "model.stem",
+  "model.in_channels",
+  "model.base_width",
+  "model.widths",
+  "model.head",
+  "data.batch_size",
+] as const;
+
+function at(obj: unknown, path: string): unknown {
+  return path.split(".").reduce<unknown>((o, k) => (o as Record<string, unknown>)?.[k], obj);
+}
+
+/** What a restored run continues with. */
+interface Resumed {
+  step: number;
+  top1: Map<number, number> | null;
+  bestTop1: number | null;
+  /** Loss sum and step count of the epoch in progress. */
+  epochLoss: { sum: number; steps: number };
+}
+
+/**
+ * Why checkpoint record `rec` cannot continue `run` (empty when it can): not a supervised
+ * checkpoint, or a model of another shape or class count.
+ */
+export function resumeMismatch(rec: Record<string, unknown>, run: SupervisedRun): string[] {
+  if (rec.task !== "supervised") {
+    const method = at(rec, "config.method");
+    return [
+      `not a supervised checkpoint (${
+        method ? `it holds a '${method}' pretraining run` : "no 'task: supervised' entry"
+      })`,
+    ];
+  }
+  const out = RESUME_KEYS.filter((k) =>
+    JSON.stringify(at(rec.config, k)) !== JSON.stringify(at(run.config, k))
+  ).map((k) =>
+    `${k} is ${JSON.stringify(at(rec.config, k))} there, ${JSON.stringify(at(run.config, k))} here`
+  );
+  const classes = at(rec, "model.config.numClasses");
+  if (classes !== run.net.slimOptions.numClasses) {
+    out.push(`the classifier has ${classes} classes there, ${run.net.slimOptions.numClasses} here`);
+  }
+  return out;
+}
+
+/** Loads a checkpoint into the run after checking it fits; nothing is written. */
+async function restore(
+  run: SupervisedRun,
+  path: string,
+  scaler: GradScaler | null,
+): Promise<Resumed> {
+  const rec = await readCheckpoint(path);
+  const problems = resumeMismatch(rec, run);
+  if (problems.length) {
+    throw new SerializationError(
+      `${path}: the checkpoint does not fit this run: ${problems.join("; ")}`,
+    );
+  }
+  const model = at(rec, "model.state_dict") as Map<string, RawTensor>;
+  scope(() => {
+    try {
+      run.net.loadStateDict(new Map([...model].map(([k, r]) => [k, fromRaw(r)])));
+    } catch (e) {
+      throw new SerializationError(`${path}: ${(e as Error).message}`);
+    }
+  });
+  loadOptimizerRecord(run.optimizer, rec.optimizer, run.device ?? "cpu");
+  const rng = rec.rng as { default?: RawTensor } | undefined;
+  if (rng?.default) scope(() => setDefaultGeneratorState(fromRaw(rng.default!)));
+  if (scaler && rec.scaler) {
+    scaler.loadStateDict(rec.scaler as { scale: number; good_steps: number });
+  }
+  const top1 = rec.top1
+    ? new Map(Object.entries(rec.top1 as Record<string, number>).map(([w, a]) => [Number(w), a]))
+    : null;
+  return {
+    step: Number(rec.step),
+    top1,
+    bestTop1: (rec.best_top1 as number | null) ?? null,
+    epochLoss: (rec.epoch_loss as Resumed["epochLoss"]) ?? { sum: 0, steps: 0 },
+  };
+}
+
+/**
+ * Per-width losses of one batch (widest first): cross-entropy at the full width; at each
+ * sub-width cross-entropy, or with `inplaceDistill` soft cross-entropy to the full width's
+ * predictions.
+ */
+export function widthLosses(logits: Tensor[], labels: Tensor, inplaceDistill: boolean): Tensor[] {
+  const teacher = inplaceDistill ? logits[0].detach().softmax(1) : null;
+  return logits.map((l, i) =>
+    i === 0 || !teacher ? F.crossEntropy(l, labels) : softCrossEntropy(l, teacher)
+  );
+}
+
+/**
+ * Top-1 (0–1) per width on a labelled split in host memory, in evaluation mode (running BatchNorm
+ * statistics), `batch` images at a time moved to `device`. The training mode is restored after.
+ */
+export function testAccuracy(
+  net: SlimmableResNet,
+  split: LabeledSplit,
+  device: Device = "cpu",
+  batch = 256,
+): Map<number, number> {
+  const training = net.training;
+  net.eval();
+  try {
+    const n = split.images.shape[0];
+    return new Map(net.widths.map((w) => [
+      w,
+      net.withWidth(w, () =>
+        noGrad(() => {
+          let correct = 0;
+          for (let i = 0; i < n; i += batch) {
+            const b = Math.min(batch, n - i);
+            correct += scope(() => {
+              const x = split.images.narrow(0, i, b);
+              const pred = net.forward(device === "cpu" ? x : x.to(device)).argmax(1).to("cpu");
+              return pred.eq(split.labels.narrow(0, i, b)).sum().item();
+            });
+          }
+          return correct / Math.max(1, n);
+        })),
+    ]));
+  } finally {
+    net.train(training);
+  }
+}
+
+/** Runs (or continues) supervised training until the schedule ends, `max_steps`, or a signal. */
+export async function runSupervised(run: SupervisedRun): Promise<SupervisedResult> {
+  const c = run.config;
+  const { net, optimizer, loader } = run;
+  const isMain = run.isMain ?? true;
+  const device: Device = run.device ?? "cpu";
+  const started = performance.now();
+  const perEpoch = loader.batchesPerEpoch;
+  if (perEpoch < 1) {
+    throw new RangeError(
+      `an epoch has no complete batch of ${loader.batchSize}; lower 'data.batch_size'`,
+    );
+  }
+  const totalSteps = Math.max(1, Math.ceil(c.schedule.epochs * perEpoch));
+  const lastStep = c.run.max_steps ? Math.min(totalSteps, c.run.max_steps) : totalSteps;
+  const ckpts = new CheckpointManager(join(run.runDir, "checkpoints"), c.run.keep_last);
+  const amp = resolveAmp(c.run.amp as AmpSetting, device);
+  const scaler = amp === "fp16" ? new GradScaler() : null;
+
+  // Restore first: a checkpoint that does not fit stops the run before any file is written.
+  const resumeFrom = run.resume === "auto" ? ckpts.latest()?.path : run.resume;
+  let { step, top1, bestTop1, epochLoss } = resumeFrom
+    ? await restore(run, resumeFrom, scaler)
+    : { step: 0, top1: null, bestTop1: null, epochLoss: { sum: 0, steps: 0 } } as Resumed;
+  await Deno.mkdir(run.runDir, { recursive: true });
+  if (isMain) {
+    await atomicWriteFile(
+      join(run.runDir, "config.json"),
+      new TextEncoder().encode(JSON.stringify(c, null, 2) + "\n"),
+    );
+  }
+  const resumed = resumeFrom ? { resumeStep: step, purgeStep: step } : {};
+  const metrics = isMain ? new MetricsLog(join(run.runDir, "metrics.jsonl"), resumed) : null;
+  const tb = isMain ? new TensorBoardWriter(join(run.runDir, "tensorboard"), resumed) : null;
+  const progress = isMain && (run.progress ?? true) ? new Progress(lastStep) : null;
+
+  const signals = new StopSignals();
+
+  const epochAt = (s: number) => s / perEpoch;
+  const every = (epochs: number) => epochs > 0 ? Math.max(1, Math.round(epochs * perEpoch)) : 0;
+  const ckptEvery = every(c.run.ckpt_every);
+  const evalEvery = every(c.run.eval_every);
+  const imagesPerStep = loader.batchSize * (run.worldSize ?? 1);
+  const params = net.parameters();
+  let checkpoint: string | null = ckpts.latest()?.path ?? null;
+  let status: SupervisedResult["status"] = "completed";
+
+  const saveCheckpoint = async () => {
+    if (!isMain) return;
+    const record = scope(() => ({
+      task: "supervised",
+      config: c,
+      model: modelRecord(net),
+      optimizer: optimizerRecord(optimizer),
+      scaler: scaler?.stateDict() ?? null,
+      rng: { default: toRaw(defaultGeneratorState()) },
+      fractional_epoch: epochAt(step),
+      epoch_loss: epochLoss,
+      top1: top1 ? Object.fromEntries([...top1].map(([w, a]) => [String(w), a])) : null,
+      best_top1: bestTop1,
+    }));
+    checkpoint = await ckpts.save(Math.floor(epochAt(step)), step, record);
+  };
+  const evaluate = () => {
+    if (!run.test) return;
+    top1 = testAccuracy(net, run.test, device);
+    const full = top1.get(net.widths[0])!;
+    if (bestTop1 === null || full > bestTop1) bestTop1 = full;
+    const values = Object.fromEntries([...top1].map(([w, a]) => [`top1/w${w}`, a * 100]));
+    metrics?.write({ kind: "eval", step, epoch: epochAt(step), ...values });
+    tb?.scalars(step, values);
+  };
+  /** One optimizer step on a batch; returns the total loss and, when asked, each width's. */
+  const trainStep = (x: Tensor, y: Tensor, perWidth: boolean) =>
+    scope(() => {
+      run.ddp?.syncBuffers();
+      const labels = device === "cpu" ? y : y.to(device);
+      const losses = () => {
+        const logits = net.widths.map((w) => net.withWidth(w, () => net.forward(x)));
+        return widthLosses(logits, labels, c.model.inplace_distill);
+      };
+      const terms = amp === "none"
+        ? losses()
+        : autocast(device, amp === "bf16" ? "bfloat16" : "float16", losses);
+      const loss = terms.reduce((a, b) => a.add(b));
+      optimizer.zeroGrad();
+      (scaler ? scaler.scaleLoss(loss) : loss).backward();
+      run.ddp?.allReduceGradients();
+      const foundInf = scaler ? scaler.unscale(params) : false;
+      if (c.optim.clip_grad > 0) clipGradNorm(params, c.optim.clip_grad);
+      if (!foundInf) optimizer.step();
+      scaler?.update(foundInf);
+      return { loss: loss.item(), widths: perWidth ? terms.map((t) => t.item()) : [] };
+    });
+
+  try {
+    net.train();
+    let epochStart = performance.now();
+    let epochImages = 0;
+    while (step < lastStep && !signals.stopped) {
+      const e = Math.floor(step / perEpoch);
+      for (const batch of loader.epoch(e, { skip: step - e * perEpoch })) {
+        const lr = learningRate({
+          lr: c.optim.lr,
+          totalSteps,
+          warmupSteps: Math.round(c.schedule.warmup_epochs * perEpoch),
+          kind: c.schedule.decay as "cosine" | "step",
+          milestones: c.schedule.milestones,
+          stepsPerEpoch: perEpoch,
+        }, step);
+        optimizer.setLr(lr);
+        const log = (step + 1) % c.run.log_every === 0 || step + 1 === lastStep;
+        let out: { loss: number; widths: number[] };
+        try {
+          out = trainStep(batch.views[0], batch.labels, log);
+        } finally {
+          batch.dispose();
+        }
+        step++;
+        if (!Number.isFinite(out.loss) && !scaler) {
+          throw new Error(
+            `the loss became ${out.loss} at step ${step}; lower 'optim.lr' or check the data`,
+          );
+        }
+        epochLoss = { sum: epochLoss.sum + out.loss, steps: epochLoss.steps + 1 };
+        epochImages += imagesPerStep;
+        if (log) {
+          const scalars: Record<string, number> = { loss: out.loss, lr };
+          net.widths.forEach((w, i) => scalars[`loss/w${w}`] = out.widths[i]);
+          if (scaler) scalars.loss_scale = scaler.scale;
+          metrics?.write({
+            kind: "train",
+            step,
+            epoch: epochAt(step),
+            ...scalars,
+            data_wait_s: loader.totalWaitMs / 1000,
+          });
+          tb?.scalars(step, scalars);
+        }
+        progress?.update(step, epochAt(step), { loss: out.loss, lr }, step * imagesPerStep);
+        if (step % perEpoch === 0 || step === totalSteps) {
+          const seconds = (performance.now() - epochStart) / 1000;
+          const row = {
+            loss: epochLoss.sum / epochLoss.steps,
+            lr,
+            images_per_s: Number((epochImages / seconds).toFixed(1)),
+          };
+          metrics?.write({ kind: "epoch", epoch: epochAt(step), step, ...row });
+          tb?.scalars(step, { "epoch/loss": row.loss, "epoch/images_per_s": row.images_per_s });
+          epochLoss = { sum: 0, steps: 0 };
+          epochStart = performance.now();
+          epochImages = 0;
+        }
+        if (evalEvery && step % evalEvery === 0 && step < lastStep) evaluate();
+        if (ckptEvery && step % ckptEvery === 0 && step < lastStep) await saveCheckpoint();
+        await signals.poll();
+        if (signals.stopped || step >= lastStep) break;
+      }
+    }
+    if (signals.stopped) status = "interrupted";
+    else if (step < totalSteps) status = "max_steps";
+    if (status === "completed") evaluate();
+    await saveCheckpoint();
+  } finally {
+    signals[Symbol.dispose]();
+    progress?.done();
+    metrics?.close();
+    tb?.close();
+  }
+  return {
+    status,
+    step,
+    epoch: epochAt(step),
+    top1,
+    bestTop1,
+    checkpoint,
+    wallSeconds: (performance.now() - started) / 1000,
+  };
+}
