@@ -3,7 +3,8 @@
  * network as a dense, standalone torchvision-style ResNet: `PREFIX.safetensors`, `PREFIX.pt`
  * (readable by `torch.load(weights_only=True)`, keys `conv1`, `bn1`, `layer1.0.conv1`,
  * `layer1.0.downsample.0`, `fc`) and `PREFIX.json` (channel counts). Existing outputs are never
- * overwritten.
+ * overwritten. The network may come from a model file, a supervised or pretraining checkpoint, a
+ * run folder or an official SlimCLR checkpoint (see `loadModel`).
  */
 import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -18,7 +19,9 @@ const HELP = `deno task export --checkpoint PATH --width W --out PREFIX [options
 
 Writes one width of a slimmable network as a dense ResNet with torchvision key names.
 
-  --checkpoint PATH   slimclr model file or checkpoint, or an official SlimCLR .pth.tar
+  --checkpoint PATH   a slimclr model file (a run's model.pt), a checkpoint (supervised, or
+                      pretraining: its query/base encoder), a run folder (its model.pt, else its
+                      newest checkpoint), or an official SlimCLR .pth.tar
   --width W           the width to export (one of the network's widths, e.g. 0.5)
   --out PREFIX        writes PREFIX.safetensors, PREFIX.pt and PREFIX.json (never overwritten)
   --part NAME         official checkpoints: ${Object.keys(OFFICIAL_PARTS).join(", ")}
@@ -70,7 +73,7 @@ export async function exportTask(args: string[]): Promise<string[]> {
     );
   }
   if (!existsSync(values.checkpoint!)) {
-    throw new UsageError(`--checkpoint: no such file ${values.checkpoint}`);
+    throw new UsageError(`--checkpoint: no such file or folder ${values.checkpoint}`);
   }
   const width = number("width", values.width!);
   const outputs = ["safetensors", "pt", "json"].map((ext) => `${values.out}.${ext}`);

@@ -2,20 +2,33 @@
  * `deno task probe --model RUN/model.pt [--section.key value …]`: linear evaluation of every width
  * of a pretrained slimmable network (frozen backbone in eval mode, a linear head per width, optional
  * in-place distillation), then top-1 per width on the test split. Writes `probe.json` and the
- * probe network (`probe_model.pt`) into the run folder.
+ * probe network (`probe_model.pt`) into the run folder. `--test-only --model PATH` evaluates a
+ * saved probe network (`probe_model.pt`, or a run folder holding one) on the test split instead.
  */
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { commandHelp, parseCommandLine } from "../lib/config/cli.ts";
-import { ConfigError, f, type Schema } from "../lib/config/schema.ts";
-import { dataSection, seedField, threadsField } from "../lib/config/sections.ts";
+import { ConfigError, type ConfigOf, f, type Schema } from "../lib/config/schema.ts";
+import {
+  dataSection,
+  deviceField,
+  seedField,
+  threadsField,
+  validateSchedule,
+} from "../lib/config/sections.ts";
 import { setNumThreads } from "../lib/device.ts";
 import { loadModel, saveModel } from "../lib/models/model_file.ts";
+import { modelHome, resolveModelPath } from "../lib/models/model_source.ts";
+import type { SlimmableResNet } from "../lib/models/slimmable_resnet.ts";
+import type { Dataset } from "../lib/data/mod.ts";
+import type { Device } from "../lib/dtype.ts";
 import { manualSeed } from "../lib/random.ts";
-import { DistributedDataParallel, initDistributed } from "../lib/dist/mod.ts";
+import { DistributedDataParallel, initDistributed, rankDevice } from "../lib/dist/mod.ts";
 import { arange } from "../lib/tensor.ts";
 import { disposeSplits, type LabeledSplit } from "../lib/train/source.ts";
 import { atomicWriteFile } from "../lib/serialize/fs.ts";
 import { labeledSplit, openDataset, taskLoader } from "../lib/train/data.ts";
+import { resolveDevice } from "../lib/train/device.ts";
+import { assertInputChannels } from "../lib/train/eval_setup.ts";
 import { probeAccuracy, probeNetwork, trainProbe } from "../lib/train/probe.ts";
 import { formatTable, widthRows } from "../lib/train/summary.ts";
 
@@ -36,15 +49,25 @@ export const PROBE_SCHEMA = {
   },
   run: {
     seed: seedField(),
+    device: deviceField(),
     threads: threadsField(),
   },
 } as const satisfies Schema;
 
-const USAGE = "deno task probe --model PATH [--out DIR] [--section.key value ...]";
+const USAGE = "deno task probe --model PATH [--out DIR] [--test-only] [--section.key value ...]";
 const TASK_HELP =
-  `  --model PATH        a model file (model.pt of a run), a checkpoint or an official .pth.tar
+  `  --model PATH        a model file (a run's model.pt), a checkpoint (supervised, or pretraining:
+                      its query/base encoder), an official .pth.tar or a run folder (its
+                      model.pt, else its newest checkpoint)
   --out DIR           where to write probe.json and the heads (default: beside the model)
+  --test-only         evaluate a trained probe (--model: its probe_model.pt, or the folder that
+                      holds it) on the test split, per width, without training or writing
   --help              this text`;
+
+/** The JSON of a probe run (or of a `--test-only` evaluation). */
+type ProbeReport = Record<string, unknown>;
+/** A resolved probe config. */
+type ProbeConfig = ConfigOf<typeof PROBE_SCHEMA>;
 
 /** Rank `rank`'s rows (every `worldSize`-th) of a split; the split itself is freed. */
 function shard(s: LabeledSplit, rank: number, worldSize: number): LabeledSplit {
@@ -59,11 +82,55 @@ function shard(s: LabeledSplit, rank: number, worldSize: number): LabeledSplit {
   return out;
 }
 
-/** Runs the linear probe; returns the JSON written. */
-export async function probe(args: string[]): Promise<Record<string, unknown> | null> {
+/**
+ * `--test-only`: top-1 per width of a saved probe network on the test split. The network must be
+ * a classifier over the dataset's classes (a probe's or supervised run's), not an SSL encoder.
+ */
+async function testOnly(c: ProbeConfig, modelPath: string): Promise<ProbeReport> {
+  const device = resolveDevice(c.run.device);
+  const file = resolveModelPath(modelPath, ["probe_model.pt"]);
+  const net = await loadModel(file);
+  let test: Dataset | null = null;
+  let split: LabeledSplit | null = null;
+  try {
+    test = await openDataset(c.data, "test");
+    assertInputChannels(net, file, c.data.dataset, test);
+    assertClassifier(net, file, test);
+    split = labeledSplit(test, 0, c.data.image_size);
+    if (device !== "cpu") net.to(device);
+    const rows = widthRows(net, c.data.image_size, probeAccuracy(net, split));
+    console.log(formatTable(rows, "probe top-1 (test only)"));
+    return { model: file, dataset: test.name, device, protocol: "test only", widths: rows };
+  } finally {
+    disposeSplits(split);
+    net.dispose();
+    test?.dispose();
+  }
+}
+
+/** Throws a ConfigError naming `file` unless `net` classifies the classes of `ds`. */
+function assertClassifier(net: SlimmableResNet, file: string, ds: Dataset): void {
+  const { head = "none", numClasses = 0 } = net.slimOptions;
+  if (head !== "supervised" && head !== "supervised_switch") {
+    throw new ConfigError(
+      `--test-only evaluates a trained probe, but ${file} has a '${head}' head (an encoder, not ` +
+        `a classifier); pass the probe_model.pt a probe run wrote`,
+    );
+  }
+  if (numClasses !== ds.classes.length) {
+    throw new ConfigError(
+      `${file} classifies ${numClasses} classes, but 'data.dataset' ${ds.name} has ` +
+        `${ds.classes.length}`,
+    );
+  }
+}
+
+/** Runs the linear probe (or `--test-only` evaluation); returns the JSON written. */
+export async function probe(args: string[]): Promise<ProbeReport | null> {
   const { config: c, flags } = parseCommandLine(PROBE_SCHEMA, args, {
     model: "string",
     out: "string",
+    "test-only": "boolean",
     help: "boolean",
   });
   if (flags.help) {
@@ -71,22 +138,72 @@ export async function probe(args: string[]): Promise<Record<string, unknown> | n
     return null;
   }
   if (!flags.model) throw new ConfigError("--model is required (see --help)");
+  validateSchedule({ ...c.probe, warmup_epochs: 0 }, "probe");
   if (c.run.threads) setNumThreads(c.run.threads);
+  if (flags["test-only"]) return await testOnly(c, flags.model as string);
   manualSeed(c.run.seed);
-  const pretrained = await loadModel(flags.model as string);
-  const train = await openDataset(c.data, "train");
-  const test = await openDataset(c.data, "test");
-  const net = probeNetwork(pretrained, train.classes.length);
+  const file = resolveModelPath(flags.model as string);
+  const pretrained = await loadModel(file);
+  let net: SlimmableResNet | null = null;
+  let train: Dataset | null = null;
+  let test: Dataset | null = null;
+  let testSplit: LabeledSplit | null = null;
   // Under the launcher: each rank trains on its shard, the heads' gradients are averaged, and rank
   // 0 evaluates and writes (the frozen backbone's buffers never change, so none are synced).
   const group = initDistributed();
-  const rank = group?.rank ?? 0;
-  const worldSize = group?.worldSize ?? 1;
-  const ddp = new DistributedDataParallel(net, group, { broadcastBuffers: false });
-  const afterBackward = ddp.active ? () => ddp.allReduceGradients() : undefined;
-  pretrained.dispose();
-  const testSplit = labeledSplit(test, 0, c.data.image_size);
-  const outDir = (flags.out as string | undefined) ?? dirname(flags.model as string);
+  try {
+    const rank = group?.rank ?? 0;
+    const worldSize = group?.worldSize ?? 1;
+    const device = resolveDevice(c.run.device, group ? rankDevice() : "cuda");
+    train = await openDataset(c.data, "train");
+    assertInputChannels(pretrained, file, c.data.dataset, train);
+    test = await openDataset(c.data, "test");
+    net = probeNetwork(pretrained, train.classes.length, file);
+    pretrained.dispose();
+    if (device !== "cpu") net.to(device);
+    const ddp = new DistributedDataParallel(net, group, { broadcastBuffers: false });
+    const afterBackward = ddp.active ? () => ddp.allReduceGradients() : undefined;
+    testSplit = labeledSplit(test, 0, c.data.image_size);
+    const outDir = (flags.out as string | undefined) ?? modelHome(flags.model as string);
+    const report = trainAndReport(c, net, train, testSplit, {
+      rank,
+      worldSize,
+      device,
+      afterBackward,
+      modelPath: file,
+    });
+    if (!report) return null;
+    await Deno.mkdir(outDir, { recursive: true });
+    await atomicWriteFile(
+      join(outDir, "probe.json"),
+      new TextEncoder().encode(JSON.stringify(report, null, 2) + "\n"),
+    );
+    await saveModel(join(outDir, "probe_model.pt"), net);
+    return report;
+  } finally {
+    pretrained.dispose(); // idempotent: freed once the probe network holds its weights
+    disposeSplits(testSplit);
+    net?.dispose();
+    group?.destroy();
+    train?.dispose();
+    test?.dispose();
+  }
+}
+
+/** Trains the heads on this rank's data; rank 0 then evaluates and returns the report. */
+function trainAndReport(
+  c: ProbeConfig,
+  net: SlimmableResNet,
+  train: Dataset,
+  testSplit: LabeledSplit,
+  r: {
+    rank: number;
+    worldSize: number;
+    device: Device;
+    afterBackward?: () => void;
+    modelPath: string;
+  },
+): ProbeReport | null {
   const o = {
     epochs: c.probe.epochs,
     lr: c.probe.lr,
@@ -101,53 +218,43 @@ export async function probe(args: string[]): Promise<Record<string, unknown> | n
     seed: c.run.seed,
   };
   const started = performance.now();
-  try {
-    const log = (e: number, loss: number) =>
-      console.error(`probe: epoch ${e + 1} loss ${loss.toFixed(4)}`);
-    if (c.probe.cache_features) {
-      const cached = shard(labeledSplit(train, 0, c.data.image_size), rank, worldSize);
-      try {
-        trainProbe(net, o, { cached }, log, afterBackward);
-      } finally {
-        disposeSplits(cached);
-      }
-    } else {
-      const loader = taskLoader(train, c.data, { seed: c.run.seed, rank, worldSize });
-      try {
-        trainProbe(net, o, { loader, dataset: train }, log, afterBackward);
-      } finally {
-        loader.dispose();
-      }
+  const log = (e: number, loss: number) =>
+    console.error(`probe: epoch ${e + 1} loss ${loss.toFixed(4)}`);
+  if (c.probe.cache_features) {
+    const cached = shard(labeledSplit(train, 0, c.data.image_size), r.rank, r.worldSize);
+    try {
+      trainProbe(net, o, { cached }, log, r.afterBackward);
+    } finally {
+      disposeSplits(cached);
     }
-    if (rank !== 0) return null;
-    const acc = probeAccuracy(net, testSplit);
-    const rows = widthRows(net, c.data.image_size, acc);
-    console.log(formatTable(rows, "probe top-1"));
-    const out = {
-      model: flags.model,
-      dataset: train.name,
-      protocol: c.probe.cache_features
-        ? "linear probe on cached frozen features"
-        : `linear probe, ${c.data.recipe}`,
-      widths: rows,
-      backbone_unchanged: true,
-      seconds: Number(((performance.now() - started) / 1000).toFixed(1)),
-      config: c,
-    };
-    await Deno.mkdir(outDir, { recursive: true });
-    await atomicWriteFile(
-      join(outDir, "probe.json"),
-      new TextEncoder().encode(JSON.stringify(out, null, 2) + "\n"),
-    );
-    await saveModel(join(outDir, "probe_model.pt"), net);
-    return out;
-  } finally {
-    disposeSplits(testSplit);
-    net.dispose();
-    group?.destroy();
-    train.dispose();
-    test.dispose();
+  } else {
+    const loader = taskLoader(train, c.data, {
+      seed: c.run.seed,
+      rank: r.rank,
+      worldSize: r.worldSize,
+      device: r.device,
+    });
+    try {
+      trainProbe(net, o, { loader, dataset: train }, log, r.afterBackward);
+    } finally {
+      loader.dispose();
+    }
   }
+  if (r.rank !== 0) return null;
+  const rows = widthRows(net, c.data.image_size, probeAccuracy(net, testSplit));
+  console.log(formatTable(rows, "probe top-1"));
+  return {
+    model: r.modelPath,
+    dataset: train.name,
+    device: r.device,
+    protocol: c.probe.cache_features
+      ? "linear probe on cached frozen features"
+      : `linear probe, ${c.data.recipe}`,
+    widths: rows,
+    backbone_unchanged: true,
+    seconds: Number(((performance.now() - started) / 1000).toFixed(1)),
+    config: c,
+  };
 }
 
 if (import.meta.main) {

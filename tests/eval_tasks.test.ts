@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { manualSeed, models } from "../mod.ts";
+import { cuda, manualSeed, models } from "../mod.ts";
+import { ConfigError } from "../lib/config/schema.ts";
 import { knnTask } from "../tasks/knn.ts";
 import { probe } from "../tasks/probe.ts";
+import { workerHandles } from "./_helpers.ts";
+import { tinyRun } from "./fixtures/tiny_run.ts";
 
 Deno.test("knn and probe tasks evaluate every width of a saved model and write their JSON", async () => {
   manualSeed(0);
@@ -54,6 +57,28 @@ Deno.test("knn and probe tasks evaluate every width of a saved model and write t
     assert.deepEqual((p!.widths as { width: number }[]).map((r) => r.width), [1, 0.5]);
     await Deno.stat(join(dir, "probe.json"));
     await Deno.stat(join(dir, "knn.json"));
+    // --test-only on the folder evaluates the probe_model.pt the probe wrote: the same numbers,
+    // nothing trained or written, every tensor it made freed.
+    const written = (await Deno.stat(join(dir, "probe.json"))).mtime;
+    const before = workerHandles();
+    const only = await probe(["--test-only", "--model", dir]);
+    assert.equal(workerHandles(), before);
+    assert.equal(only!.model, join(dir, "probe_model.pt"));
+    assert.deepEqual(only!.widths, p!.widths);
+    assert.deepEqual((await Deno.stat(join(dir, "probe.json"))).mtime, written);
+    // The pretrained encoder is no classifier.
+    await assert.rejects(
+      () => probe(["--test-only", "--model", model]),
+      new RegExp(
+        `--test-only evaluates a trained probe, but ${model} has a 'mocov2_slim' head`,
+      ),
+    );
+    if (!cuda.isAvailable()) {
+      await assert.rejects(
+        () => knnTask(["--model", model, "--run.device", "cuda"]),
+        /'run\.device: cuda' but this LibTorch has no usable CUDA device/,
+      );
+    }
   } finally {
     net.dispose();
     await Deno.remove(dir, { recursive: true });
@@ -92,6 +117,65 @@ Deno.test("supervised task trains every width, checkpoints, resumes, and --test-
     assert.equal(again.steps, 8);
     assert.equal(await supervised(["--test-only", "--model", join(dir, "sup", "model.pt")]), null);
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("knn on a pretraining checkpoint gives the numbers of its run's model.pt", async () => {
+  const dir = await Deno.makeTempDir();
+  // The 3×3/2 stem keeps feature extraction over the 10k test images short (the tiny run's own
+  // 8-px images pass through it all the same; 16 px is what validation asks of this stem).
+  const run = await tinyRun(dir, ["--model.stem=small_s2", "--data.image_size=16"]);
+  for (const t of run.state.values()) t.dispose();
+  try {
+    const args = ["--knn.samples", "500", "--knn.raw_pixels", "false"];
+    // The run folder means its model.pt, and knn.json goes into it.
+    const fromModel = await knnTask(["--model", dir, ...args]);
+    assert.equal(fromModel!.model, run.model);
+    await Deno.stat(join(dir, "knn.json"));
+    const fromCkpt = await knnTask([
+      "--model",
+      run.checkpoint,
+      ...args,
+      "--out",
+      join(dir, "ckpt_knn.json"),
+    ]);
+    assert.deepEqual(fromCkpt!.widths, fromModel!.widths);
+    assert.equal((fromModel!.widths as unknown[]).length, 2);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("knn and probe refuse a model whose input channels differ from the dataset's", async () => {
+  const dir = await Deno.makeTempDir();
+  const rgb = new models.SlimmableResNet({
+    arch: "resnet18",
+    stem: "small",
+    inChannels: 3,
+    baseWidth: 4,
+    widths: [1, 0.5],
+    head: "mocov2_slim",
+    numClasses: 8,
+  });
+  try {
+    const model = join(dir, "rgb.pt");
+    await models.saveModel(model, rgb);
+    const message = new RegExp(
+      `--model ${model} takes 3-channel images, but 'data\\.dataset' fashion-mnist has ` +
+        `1-channel images`,
+    );
+    const before = workerHandles();
+    for (const task of [knnTask, probe]) {
+      await assert.rejects(() => task(["--model", model]), (e: Error) => {
+        assert.ok(e instanceof ConfigError, String(e));
+        assert.match(e.message, message);
+        return true;
+      });
+    }
+    assert.equal(workerHandles(), before);
+  } finally {
+    rgb.dispose();
     await Deno.remove(dir, { recursive: true });
   }
 });

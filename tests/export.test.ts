@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { manualSeed, models, noGrad, randn, scope, serialize, type Tensor } from "../mod.ts";
 import { exportTask } from "../tasks/export.ts";
+import { tinyRun } from "./fixtures/tiny_run.ts";
 
 Deno.test("export writes a dense twin that reproduces its width, and never overwrites", async () => {
   manualSeed(5);
@@ -66,6 +67,38 @@ Deno.test("export writes a dense twin that reproduces its width, and never overw
     );
   } finally {
     net.dispose();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("export of a pretraining checkpoint writes what export of its run's model.pt writes", async () => {
+  const dir = await Deno.makeTempDir();
+  const run = await tinyRun(dir, ["--run.max_steps=3"]);
+  for (const t of run.state.values()) t.dispose();
+  try {
+    const [a, b] = [join(dir, "from_ckpt"), join(dir, "from_model")];
+    await exportTask(["--checkpoint", run.checkpoint, "--width", "0.5", "--out", a]);
+    await exportTask(["--checkpoint", run.model, "--width", "0.5", "--out", b]);
+    const fromCkpt = await serialize.loadRawStateDict(`${a}.pt`);
+    const fromModel = await serialize.loadRawStateDict(`${b}.pt`);
+    assert.ok(fromCkpt.has("layer4.1.conv2.weight") && fromCkpt.has("bn1.running_var"));
+    assert.deepEqual([...fromCkpt.keys()], [...fromModel.keys()]);
+    for (const [k, r] of fromCkpt) {
+      const m = fromModel.get(k)!;
+      assert.deepEqual([r.dtype, r.shape], [m.dtype, m.shape], k);
+      assert.deepEqual(new Uint8Array(r.data), new Uint8Array(m.data), k);
+    }
+    assert.deepEqual(
+      JSON.parse(await Deno.readTextFile(`${a}.json`)),
+      JSON.parse(await Deno.readTextFile(`${b}.json`)),
+    );
+    const text = join(dir, "notes.txt");
+    await Deno.writeTextFile(text, "not a model\n");
+    await assert.rejects(
+      () => exportTask(["--checkpoint", text, "--width", "0.5", "--out", join(dir, "x")]),
+      new RegExp(`${text} is not a slimclr model, checkpoint or official SlimCLR checkpoint`),
+    );
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { F, liveHandles, manualSeed, models, noGrad, randn, scope } from "../mod.ts";
 import { Generator, randint } from "../lib/random.ts";
+import { workerHandles } from "./_helpers.ts";
+import { probe } from "../tasks/probe.ts";
 import {
   probeAccuracy,
   probeNetwork,
@@ -92,4 +94,40 @@ Deno.test("probe trains the heads only, leaves every backbone weight and BN stat
     assert.equal(p.requiresGrad, name.startsWith("fc."), name);
   }
   net.dispose();
+});
+
+Deno.test("a pretrained network without backbone weights is an error naming its file, leaking nothing", () => {
+  const real = new models.SlimmableResNet({
+    arch: "resnet18",
+    stem: "small",
+    inChannels: 1,
+    baseWidth: 4,
+    widths: [1, 0.5],
+    head: "mocov2_slim",
+    numClasses: 8,
+  });
+  // Everything a probe network needs from its source, but no weights at all.
+  const hollow = {
+    slimOptions: real.slimOptions,
+    widths: real.widths,
+    stateDict: () => new Map(),
+  } as unknown as models.SlimmableResNet;
+  const before = workerHandles();
+  assert.throws(
+    () => probeNetwork(hollow, 3, "runs/x/model.pt"),
+    /^Error: runs\/x\/model\.pt lacks backbone keys: conv1\.weight, bn1\.bn\.0\.weight/,
+  );
+  assert.equal(workerHandles(), before);
+  real.dispose();
+});
+
+Deno.test("probe: an impossible schedule is an error naming the probe's keys", async () => {
+  await assert.rejects(
+    () => probe(["--model", "unused.pt", "--probe.decay", "step"]),
+    /'probe\.decay': step needs 'probe\.milestones'/,
+  );
+  await assert.rejects(
+    () => probe(["--model", "unused.pt", "--probe.epochs", "90", "--probe.milestones", "30,100"]),
+    /'probe\.milestones' \[30,100\] apply to 'probe\.decay': step only/,
+  );
 });

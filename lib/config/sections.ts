@@ -62,7 +62,8 @@ export function backboneFields() {
 }
 
 /** Where a training task runs. */
-export const deviceField = () => f.str("auto", "device", ["auto", "cpu", "cuda"]);
+export const deviceField = () =>
+  f.str("auto", "device (auto: CUDA when available)", ["auto", "cpu", "cuda"]);
 
 /** Mixed precision of a training task. */
 export const ampField = () =>

@@ -20,7 +20,8 @@ export interface KnnOptions {
 
 /**
  * Predicted classes of `test` features given `train` features and labels. Features need not be
- * normalised; labels are int64 class indices in [0, numClasses).
+ * normalised; labels are int64 class indices in [0, numClasses). Everything is computed on the
+ * device the features and labels share.
  */
 export function knnPredict(
   train: Tensor,
@@ -44,7 +45,8 @@ export function knnPredict(
           const [sim, idx] = q.mm(bank).topk(k, 1);
           const neighbourLabels = labels.indexSelect(0, idx.flatten()).view(idx.shape[0], k);
           const weights = sim.div(t).exp();
-          const votes = zeros([idx.shape[0], numClasses]).scatterAdd(1, neighbourLabels, weights);
+          const votes = zeros([idx.shape[0], numClasses], { device: weights.device })
+            .scatterAdd(1, neighbourLabels, weights);
           return votes.argmax(1);
         }));
       }

@@ -1,7 +1,8 @@
 /**
  * Model files: a slimmable network's configuration and state dict in one `torch.save`-compatible
- * file (`torch.load(weights_only=True)` reads it), and reconstruction of a network from either
- * such a file, a slimclr training checkpoint (`model` entry) or an official SlimCLR checkpoint.
+ * file (`torch.load(weights_only=True)` reads it), and reconstruction of a network from such a
+ * file, a slimclr training checkpoint (supervised or pretraining), an official SlimCLR checkpoint
+ * or a run folder.
  */
 import type { RawTensor } from "../serialize/raw.ts";
 import { SerializationError } from "../serialize/raw.ts";
@@ -19,6 +20,8 @@ import {
 } from "./slimmable_resnet.ts";
 import { detectOfficialParts, type OfficialPart, officialPart } from "./official.ts";
 import { RESNET_DEPTHS, type ResNetArch } from "./resnet.ts";
+import { isTrainingCheckpoint, pretrainEncoder, resolveModelPath } from "./model_source.ts";
+import { CHECKPOINT_FORMAT } from "../train/checkpoint.ts";
 
 /** Marker of slimclr model files. */
 export const MODEL_FORMAT = "slimclr-model";
@@ -101,54 +104,94 @@ function widthCount(sd: Map<string, RawTensor>): number {
   return n;
 }
 
-/**
- * Builds a network from a model file, a slimclr checkpoint (its `model` entry) or an official
- * SlimCLR checkpoint, and loads its weights strictly.
- */
-export async function loadModel(
+/** A network's options and weights, as read from one of the files `loadModel` accepts. */
+interface NetworkSource {
+  config: SlimmableResNetOptions;
+  sd: Map<string, RawTensor>;
+}
+
+/** What `loadModel` reads, for errors. */
+const ACCEPTED = "slimclr model, checkpoint or official SlimCLR checkpoint";
+
+/** Reads a torch file; a file that is not one is an error naming it. */
+async function readModelFile(path: string): Promise<unknown> {
+  try {
+    return await loadTorchFile(path);
+  } catch (e) {
+    if (!(e instanceof SerializationError)) throw e;
+    throw new SerializationError(`${path} is not a ${ACCEPTED} (${e.message})`);
+  }
+}
+
+/** The options and weights of an official SlimCLR checkpoint's part. */
+function officialSource(
   path: string,
-  official: OfficialOptions = {},
-): Promise<SlimmableResNet> {
-  const tree = await loadTorchFile(path);
+  raw: Map<string, RawTensor>,
+  parts: OfficialPart[],
+  official: OfficialOptions,
+): NetworkSource {
+  const part = official.part ?? parts[0];
+  const arch = official.arch ?? "resnet50";
+  const sd = officialPart(raw, part, arch);
+  const n = widthCount(sd);
+  const widths = official.widths ?? DEFAULT_WIDTHS.slice(0, n);
+  if (widths.length !== n) {
+    throw new SerializationError(
+      `${path}: the checkpoint has ${n} widths per batch norm, --widths gives ${widths.length}`,
+    );
+  }
+  const stemShape = sd.get("conv1.weight")?.shape;
+  const config: SlimmableResNetOptions = {
+    arch,
+    widths,
+    stem: stemShape && stemShape[2] === 7 ? "imagenet" : "small",
+    inChannels: stemShape?.[1] ?? 3,
+    baseWidth: stemShape?.[0] ?? 64,
+    ...inferHead(sd),
+  };
+  return { config, sd };
+}
+
+/** What a loaded file holds: a model record, a training checkpoint or an official checkpoint. */
+function networkSource(path: string, tree: unknown, official: OfficialOptions): NetworkSource {
   const record = get(tree, "format") === MODEL_FORMAT
     ? tree
     : get(get(tree, "model"), "format") === MODEL_FORMAT
     ? get(tree, "model")
     : null;
-  let config: SlimmableResNetOptions;
-  let sd: Map<string, RawTensor>;
   if (record) {
-    config = get(record, "config") as SlimmableResNetOptions;
-    sd = rawEntries(get(record, "state_dict"));
-  } else {
-    const raw = rawEntries(get(tree, "state_dict") ?? tree);
-    const parts = detectOfficialParts(raw);
-    if (!parts.length) {
-      throw new SerializationError(
-        `${path}: neither a slimclr model/checkpoint (no '${MODEL_FORMAT}' record) nor an official ` +
-          `SlimCLR checkpoint (no module.encoder_q/base_encoder/conv1 keys)`,
-      );
-    }
-    const part = official.part ?? parts[0];
-    const arch = official.arch ?? "resnet50";
-    sd = officialPart(raw, part, arch);
-    const n = widthCount(sd);
-    const widths = official.widths ?? DEFAULT_WIDTHS.slice(0, n);
-    if (widths.length !== n) {
-      throw new SerializationError(
-        `${path}: the checkpoint has ${n} widths per batch norm, --widths gives ${widths.length}`,
-      );
-    }
-    const stemShape = sd.get("conv1.weight")?.shape;
-    config = {
-      arch,
-      widths,
-      stem: stemShape && stemShape[2] === 7 ? "imagenet" : "small",
-      inChannels: stemShape?.[1] ?? 3,
-      baseWidth: stemShape?.[0] ?? 64,
-      ...inferHead(sd),
+    return {
+      config: get(record, "config") as SlimmableResNetOptions,
+      sd: rawEntries(get(record, "state_dict")),
     };
   }
+  if (isTrainingCheckpoint(tree)) {
+    const { options, stateDict } = pretrainEncoder(path, tree);
+    return { config: { ...options, ...inferHead(stateDict) }, sd: stateDict };
+  }
+  const raw = rawEntries(get(tree, "state_dict") ?? tree);
+  const parts = detectOfficialParts(raw);
+  if (!parts.length) {
+    throw new SerializationError(
+      `${path} is not a ${ACCEPTED}: it has no '${MODEL_FORMAT}' record, no ` +
+        `'${CHECKPOINT_FORMAT}' marker and no module.encoder_q/base_encoder/conv1 keys`,
+    );
+  }
+  return officialSource(path, raw, parts, official);
+}
+
+/**
+ * Builds a network from a model file, a slimclr checkpoint (a supervised one's `model` record, or
+ * a pretraining one's query/base encoder rebuilt from its saved config), an official SlimCLR
+ * checkpoint, or a run folder (its `model.pt`, else its newest checkpoint), and loads its weights
+ * strictly. Errors name the file and what is wrong with it.
+ */
+export async function loadModel(
+  path: string,
+  official: OfficialOptions = {},
+): Promise<SlimmableResNet> {
+  path = resolveModelPath(path);
+  const { config, sd } = networkSource(path, await readModelFile(path), official);
   if (!(config.arch in RESNET_DEPTHS)) {
     throw new SerializationError(`${path}: unknown arch '${config.arch}'`);
   }

@@ -28,22 +28,32 @@ export function extractFeatures(net: SlimmableResNet, images: Tensor, batch = 25
   }
 }
 
-/** kNN top-1 (0–1) of every width: training split as the bank, test split as the queries. */
+/**
+ * kNN top-1 (0–1) of every width: training split as the bank, test split as the queries. The
+ * features, labels and similarity search live on the network's device (on the CPU nothing is
+ * copied).
+ */
 export function knnPerWidth(
   net: SlimmableResNet,
   train: LabeledSplit,
   test: LabeledSplit,
   o: KnnOptions = {},
 ): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const w of net.widths) {
-    const acc = net.withWidth(w, () =>
-      scope(() => {
-        const bank = extractFeatures(net, train.images);
-        const queries = extractFeatures(net, test.images);
-        return knnAccuracy(bank, train.labels, queries, test.labels, train.numClasses, o);
-      }));
-    out.set(w, acc);
-  }
-  return out;
+  const device = net.parameters()[0]?.device ?? "cpu";
+  const here = (t: Tensor) => (device === "cpu" ? t : t.to(device));
+  return scope(() => {
+    const bankLabels = here(train.labels);
+    const queryLabels = here(test.labels);
+    const out = new Map<number, number>();
+    for (const w of net.widths) {
+      const acc = net.withWidth(w, () =>
+        scope(() => {
+          const bank = here(extractFeatures(net, train.images));
+          const queries = here(extractFeatures(net, test.images));
+          return knnAccuracy(bank, bankLabels, queries, queryLabels, train.numClasses, o);
+        }));
+      out.set(w, acc);
+    }
+    return out;
+  });
 }

@@ -16,6 +16,7 @@ import { scope } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import { learningRate } from "./schedule.ts";
 import { extractFeatures } from "./monitor.ts";
+import { deviceOf, onDevice } from "./eval_setup.ts";
 import type { LabeledSplit } from "./source.ts";
 
 /** Probe settings. */
@@ -36,8 +37,15 @@ export interface ProbeOptions {
   seed: number;
 }
 
-/** A probe network: the pretrained backbone with one linear head per width. */
-export function probeNetwork(pretrained: SlimmableResNet, numClasses: number): SlimmableResNet {
+/**
+ * A probe network (on the CPU): the pretrained backbone with one linear head per width, frozen
+ * and in eval mode. `modelPath` names the pretrained file in errors.
+ */
+export function probeNetwork(
+  pretrained: SlimmableResNet,
+  numClasses: number,
+  modelPath = "the pretrained network",
+): SlimmableResNet {
   const { head: _h, numClasses: _n, mlpDim: _m, ...rest } = pretrained.slimOptions;
   const net = new SlimmableResNet({
     ...rest,
@@ -49,7 +57,8 @@ export function probeNetwork(pretrained: SlimmableResNet, numClasses: number): S
   const { missing } = net.loadStateDict(backbone, false);
   const notHead = missing.filter((k) => !k.startsWith("fc."));
   if (notHead.length) {
-    throw new Error(`the pretrained network lacks backbone keys: ${notHead.join(", ")}`);
+    net.dispose();
+    throw new Error(`${modelPath} lacks backbone keys: ${notHead.join(", ")}`);
   }
   for (const [name, p] of net.namedParameters()) p.requiresGrad = name.startsWith("fc.");
   net.eval();
@@ -99,38 +108,49 @@ export function changedBackbone(net: SlimmableResNet, snapshot: Map<string, Tens
   return [...snapshot].filter(([k, t]) => !now.get(k)!.equal(t)).map(([k]) => k);
 }
 
-/** Top-1 (0–1) per width on labelled, normalised images. */
+/**
+ * Top-1 (0–1) per width on labelled, normalised images, in eval mode (the network's mode is
+ * restored afterwards); batches go to the network's device.
+ */
 export function probeAccuracy(
   net: SlimmableResNet,
   test: LabeledSplit,
   batch = 512,
 ): Map<number, number> {
   const out = new Map<number, number>();
-  for (const w of net.widths) {
-    out.set(
-      w,
-      net.withWidth(w, () =>
-        noGrad(() =>
-          scope(() => {
-            let correct = 0;
-            for (let i = 0; i < test.images.shape[0]; i += batch) {
-              const n = Math.min(batch, test.images.shape[0] - i);
-              correct += net.forward(test.images.narrow(0, i, n)).argmax(1).eq(
-                test.labels.narrow(0, i, n),
-              ).sum().item();
-            }
-            return correct / test.images.shape[0];
-          })
-        )),
-    );
+  const device = deviceOf(net);
+  const wasTraining = net.training;
+  net.eval();
+  try {
+    for (const w of net.widths) {
+      out.set(
+        w,
+        net.withWidth(w, () =>
+          noGrad(() =>
+            scope(() => {
+              let correct = 0;
+              for (let i = 0; i < test.images.shape[0]; i += batch) {
+                const n = Math.min(batch, test.images.shape[0] - i);
+                const x = onDevice(test.images.narrow(0, i, n), device);
+                const y = onDevice(test.labels.narrow(0, i, n), device);
+                correct += net.forward(x).argmax(1).eq(y).sum().item();
+              }
+              return correct / test.images.shape[0];
+            })
+          )),
+      );
+    }
+  } finally {
+    net.train(wasTraining);
   }
   return out;
 }
 
 /**
  * Trains the heads. With `cached` the backbone features are computed once per width (no
- * augmentation: fast on a CPU); otherwise batches come from `loader` (the `linear` recipe) and the
- * frozen backbone runs every step. Returns the mean loss of the last epoch.
+ * augmentation: fast on a CPU) and kept on the network's device; otherwise batches come from
+ * `loader` (the `linear` recipe; give it the network's device) and the frozen backbone runs every
+ * step. Labels follow the logits to their device. Returns the mean loss of the last epoch.
  */
 export function trainProbe(
   net: SlimmableResNet,
@@ -143,6 +163,7 @@ export function trainProbe(
   const heads = net.parameters().filter((p) => p.requiresGrad);
   const opt = new SGD(heads, { lr: o.lr, momentum: o.momentum, weight_decay: o.weightDecay });
   const snapshot = backboneSnapshot(net);
+  const device = deviceOf(net);
   /** One optimizer step of the heads on the widths' logits; returns the loss. */
   const update = (logits: Tensor[], labels: Tensor): number => {
     const loss = slimmableClassificationLoss(logits, labels, o);
@@ -156,7 +177,9 @@ export function trainProbe(
   try {
     if ("cached" in data) {
       const feats = net.widths.map((w) =>
-        net.withWidth(w, () => extractFeatures(net, data.cached.images).keep())
+        scope(() =>
+          net.withWidth(w, () => onDevice(extractFeatures(net, data.cached.images), device))
+        ).keep()
       );
       try {
         const n = data.cached.images.shape[0];
@@ -170,11 +193,12 @@ export function trainProbe(
             opt.setLr(schedule(o, step, total, steps));
             sum += scope(() => {
               const idx = order.narrow(0, b * o.batchSize, o.batchSize);
+              const rows = onDevice(idx, device);
               const head = net.fc!;
               const logits = net.widths.map((w, i) =>
-                net.withWidth(w, () => head.forward(feats[i].indexSelect(0, idx)))
+                net.withWidth(w, () => head.forward(feats[i].indexSelect(0, rows)))
               );
-              return update(logits, data.cached.labels.indexSelect(0, idx));
+              return update(logits, onDevice(data.cached.labels.indexSelect(0, idx), device));
             });
             count++;
           }
@@ -197,7 +221,7 @@ export function trainProbe(
               const logits = net.widths.map((w) =>
                 net.withWidth(w, () => net.forward(batch.views[0]))
               );
-              return update(logits, batch.labels);
+              return update(logits, onDevice(batch.labels, device));
             });
             count++;
             step++;
