@@ -28,8 +28,8 @@ import { disposeSplits, type LabeledSplit } from "../lib/train/source.ts";
 import { atomicWriteFile } from "../lib/serialize/fs.ts";
 import { labeledSplit, openDataset, taskLoader } from "../lib/train/data.ts";
 import { resolveDevice } from "../lib/train/device.ts";
-import { assertInputChannels } from "../lib/train/eval_setup.ts";
-import { probeAccuracy, probeNetwork, trainProbe } from "../lib/train/probe.ts";
+import { assertClassifier, assertInputChannels } from "../lib/train/eval_setup.ts";
+import { probeNetwork, top1PerWidth, trainProbe } from "../lib/train/probe.ts";
 import { formatTable, widthRows } from "../lib/train/summary.ts";
 
 /** Settings of `deno task probe`. */
@@ -95,33 +95,16 @@ async function testOnly(c: ProbeConfig, modelPath: string): Promise<ProbeReport>
   try {
     test = await openDataset(c.data, "test");
     assertInputChannels(net, file, c.data.dataset, test);
-    assertClassifier(net, file, test);
+    assertClassifier(net, file, test, "pass the probe_model.pt a probe run wrote");
     split = labeledSplit(test, 0, c.data.image_size);
     if (device !== "cpu") net.to(device);
-    const rows = widthRows(net, c.data.image_size, probeAccuracy(net, split));
+    const rows = widthRows(net, c.data.image_size, top1PerWidth(net, split));
     console.log(formatTable(rows, "probe top-1 (test only)"));
     return { model: file, dataset: test.name, device, protocol: "test only", widths: rows };
   } finally {
     disposeSplits(split);
     net.dispose();
     test?.dispose();
-  }
-}
-
-/** Throws a ConfigError naming `file` unless `net` classifies the classes of `ds`. */
-function assertClassifier(net: SlimmableResNet, file: string, ds: Dataset): void {
-  const { head = "none", numClasses = 0 } = net.slimOptions;
-  if (head !== "supervised" && head !== "supervised_switch") {
-    throw new ConfigError(
-      `--test-only evaluates a trained probe, but ${file} has a '${head}' head (an encoder, not ` +
-        `a classifier); pass the probe_model.pt a probe run wrote`,
-    );
-  }
-  if (numClasses !== ds.classes.length) {
-    throw new ConfigError(
-      `${file} classifies ${numClasses} classes, but 'data.dataset' ${ds.name} has ` +
-        `${ds.classes.length}`,
-    );
   }
 }
 
@@ -241,7 +224,7 @@ function trainAndReport(
     }
   }
   if (r.rank !== 0) return null;
-  const rows = widthRows(net, c.data.image_size, probeAccuracy(net, testSplit));
+  const rows = widthRows(net, c.data.image_size, top1PerWidth(net, testSplit));
   console.log(formatTable(rows, "probe top-1"));
   return {
     model: r.modelPath,

@@ -25,7 +25,9 @@ import { assertNewRun } from "../lib/train/run_dir.ts";
 import { resolveDevice } from "../lib/train/device.ts";
 import { labeledSplit, openDataset, taskLoader } from "../lib/train/data.ts";
 import { disposeSplits } from "../lib/train/source.ts";
-import { runSupervised, type SupervisedResult, testAccuracy } from "../lib/train/supervised.ts";
+import { runSupervised, type SupervisedResult } from "../lib/train/supervised.ts";
+import { top1PerWidth } from "../lib/train/probe.ts";
+import { assertClassifier, assertInputChannels } from "../lib/train/eval_setup.ts";
 import { formatTable, widthRows, writeSummary } from "../lib/train/summary.ts";
 
 export { SUPERVISED_SCHEMA };
@@ -194,10 +196,10 @@ async function testOnly(c: SupervisedConfig, model: string | undefined): Promise
   const split = labeledSplit(test, c.run.eval_samples, c.data.image_size);
   const net = await loadModel(model);
   try {
+    assertInputChannels(net, model, c.data.dataset, test);
+    assertClassifier(net, model, test, "pass the model.pt a supervised run wrote");
     if (device !== "cpu") net.to(device);
-    console.log(
-      formatTable(widthRows(net, c.data.image_size, testAccuracy(net, split, device)), "top-1"),
-    );
+    console.log(formatTable(widthRows(net, c.data.image_size, top1PerWidth(net, split)), "top-1"));
   } finally {
     net.dispose();
     disposeSplits(split);

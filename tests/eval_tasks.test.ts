@@ -70,7 +70,7 @@ Deno.test("knn and probe tasks evaluate every width of a saved model and write t
     await assert.rejects(
       () => probe(["--test-only", "--model", model]),
       new RegExp(
-        `--test-only evaluates a trained probe, but ${model} has a 'mocov2_slim' head`,
+        `--test-only evaluates a classifier, but ${model} has a 'mocov2_slim' head`,
       ),
     );
     if (!cuda.isAvailable()) {

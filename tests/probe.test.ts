@@ -4,10 +4,10 @@ import { Generator, randint } from "../lib/random.ts";
 import { workerHandles } from "./_helpers.ts";
 import { probe } from "../tasks/probe.ts";
 import {
-  probeAccuracy,
   probeNetwork,
   slimmableClassificationLoss,
   softCrossEntropy,
+  top1PerWidth,
   trainProbe,
 } from "../lib/train/probe.ts";
 
@@ -84,7 +84,7 @@ Deno.test("probe trains the heads only, leaves every backbone weight and BN stat
       seed: 0,
     }, { cached: split });
     assert.ok(Number.isFinite(loss));
-    const acc = probeAccuracy(net, split);
+    const acc = top1PerWidth(net, split);
     for (const [w, a] of acc) assert.ok(a > 0.9, `width ${w}: ${a}`);
     g.dispose();
   });

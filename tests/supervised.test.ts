@@ -7,6 +7,7 @@ import { SUPERVISED_SCHEMA, validateSupervised } from "../lib/config/supervised.
 import { cuda } from "../lib/device.ts";
 import { readMetrics } from "../lib/log/progress.ts";
 import { SlimmableResNet, type SlimmableResNetOptions } from "../lib/models/slimmable_resnet.ts";
+import { saveModel } from "../lib/models/model_file.ts";
 import { OrderedDict } from "../lib/serialize/pytypes.ts";
 import { CheckpointManager, readCheckpoint } from "../lib/train/checkpoint.ts";
 import { resumeMismatch, type SupervisedRun } from "../lib/train/supervised.ts";
@@ -110,7 +111,10 @@ Deno.test("supervised: config errors name the key", async () => {
     await bad(["--model.widths=0.5,1"], /'model\.widths' must be strictly descending/);
     await bad(["--schedule.warmup_epochs=2"], /'schedule\.warmup_epochs' must be shorter/);
     await bad(["--schedule.decay=step"], /'schedule\.decay': step needs 'schedule\.milestones'/);
-    await bad(["--schedule.milestones=1"], /'schedule\.milestones' \[1\] apply to 'schedule\.decay': step only/);
+    await bad(
+      ["--schedule.milestones=1"],
+      /'schedule\.milestones' \[1\] apply to 'schedule\.decay': step only/,
+    );
     await bad(["--run.amp=fp16", "--run.device=cpu"], /'run\.amp: fp16' needs CUDA/);
     if (!cuda.isAvailable()) await bad(["--run.amp=fp16"], /'run\.amp: fp16' needs CUDA/);
     await bad(["--model.in_channels=3"], /'model\.in_channels' is 3 but fashion-mnist.* 1-channel/);
@@ -247,6 +251,35 @@ Deno.test("supervised: bf16 autocast trains on the CPU", async () => {
     );
     assert.equal(last.step, 2);
     assert.ok(Number.isFinite(last.loss) && (last.loss as number) > 0, JSON.stringify(last));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("supervised --test-only refuses an encoder and a model for other images, naming the file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const save = async (name: string, o: Partial<SlimmableResNetOptions>) => {
+      const net = new SlimmableResNet({ arch: "resnet18", baseWidth: 4, widths: [1, 0.5], ...o });
+      try {
+        await saveModel(join(dir, name), net);
+      } finally {
+        net.dispose();
+      }
+      return join(dir, name);
+    };
+    const encoder = await save("encoder.pt", { inChannels: 1, head: "mocov2_slim", numClasses: 8 });
+    const rgb = await save("rgb.pt", { inChannels: 3, head: "supervised", numClasses: 10 });
+    const testOnly = (model: string) =>
+      supervised(["--test-only", "--model", model, "--run.eval_samples=64"]);
+    await assert.rejects(
+      () => testOnly(encoder),
+      /evaluates a classifier, but .*encoder\.pt has a 'mocov2_slim' head/,
+    );
+    await assert.rejects(
+      () => testOnly(rgb),
+      /rgb\.pt takes 3-channel images, but 'data\.dataset' fashion-mnist has 1-channel/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

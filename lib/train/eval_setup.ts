@@ -1,6 +1,6 @@
 /**
- * What the evaluation tasks (`knn`, `probe`) share: the check that a model takes the dataset's
- * images, and where a network's weights live.
+ * What the evaluation tasks share: checks that a model takes the dataset's images and classifies
+ * its classes, and where a network's weights live.
  */
 import { ConfigError } from "../config/schema.ts";
 import type { Dataset } from "../data/mod.ts";
@@ -41,4 +41,28 @@ export function deviceOf(net: SlimmableResNet): Device {
 /** `t` itself when it is on `device` already (the CPU case), else a copy there. */
 export function onDevice(t: Tensor, device: Device): Tensor {
   return t.device === device ? t : t.to(device);
+}
+
+/**
+ * Throws a ConfigError naming `file` unless `net` is a classifier (a supervised or probe head) of
+ * the classes of `ds`; `hint` says which file to pass instead.
+ */
+export function assertClassifier(
+  net: SlimmableResNet,
+  file: string,
+  ds: Dataset,
+  hint: string,
+): void {
+  const { head = "none", numClasses = 0 } = net.slimOptions;
+  if (head !== "supervised" && head !== "supervised_switch") {
+    throw new ConfigError(
+      `--test-only evaluates a classifier, but ${file} has a '${head}' head (an encoder); ${hint}`,
+    );
+  }
+  if (numClasses !== ds.classes.length) {
+    throw new ConfigError(
+      `${file} classifies ${numClasses} classes, but 'data.dataset' ${ds.name} has ` +
+        `${ds.classes.length}`,
+    );
+  }
 }

@@ -109,10 +109,11 @@ export function changedBackbone(net: SlimmableResNet, snapshot: Map<string, Tens
 }
 
 /**
- * Top-1 (0–1) per width on labelled, normalised images, in eval mode (the network's mode is
- * restored afterwards); batches go to the network's device.
+ * Top-1 (0–1) per width of a classifier (a probe or a supervised network) on labelled, normalised
+ * images, in eval mode (the network's mode is restored afterwards); batches go to the network's
+ * device.
  */
-export function probeAccuracy(
+export function top1PerWidth(
   net: SlimmableResNet,
   test: LabeledSplit,
   batch = 512,

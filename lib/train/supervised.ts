@@ -8,7 +8,6 @@
  */
 import { join } from "node:path";
 import type { SupervisedConfig } from "../config/supervised.ts";
-import { noGrad } from "../autograd.ts";
 import { type AmpSetting, autocast, GradScaler, resolveAmp } from "../amp.ts";
 import type { Loader } from "../data/mod.ts";
 import type { Device } from "../dtype.ts";
@@ -30,7 +29,7 @@ import {
   optimizerRecord,
   readCheckpoint,
 } from "./checkpoint.ts";
-import { softCrossEntropy } from "./probe.ts";
+import { softCrossEntropy, top1PerWidth } from "./probe.ts";
 import { learningRate } from "./schedule.ts";
 import { StopSignals } from "./stop_signals.ts";
 import type { LabeledSplit } from "./source.ts";
@@ -174,41 +173,6 @@ export function widthLosses(logits: Tensor[], labels: Tensor, inplaceDistill: bo
   );
 }
 
-/**
- * Top-1 (0–1) per width on a labelled split in host memory, in evaluation mode (running BatchNorm
- * statistics), `batch` images at a time moved to `device`. The training mode is restored after.
- */
-export function testAccuracy(
-  net: SlimmableResNet,
-  split: LabeledSplit,
-  device: Device = "cpu",
-  batch = 256,
-): Map<number, number> {
-  const training = net.training;
-  net.eval();
-  try {
-    const n = split.images.shape[0];
-    return new Map(net.widths.map((w) => [
-      w,
-      net.withWidth(w, () =>
-        noGrad(() => {
-          let correct = 0;
-          for (let i = 0; i < n; i += batch) {
-            const b = Math.min(batch, n - i);
-            correct += scope(() => {
-              const x = split.images.narrow(0, i, b);
-              const pred = net.forward(device === "cpu" ? x : x.to(device)).argmax(1).to("cpu");
-              return pred.eq(split.labels.narrow(0, i, b)).sum().item();
-            });
-          }
-          return correct / Math.max(1, n);
-        })),
-    ]));
-  } finally {
-    net.train(training);
-  }
-}
-
 /** Runs (or continues) supervised training until the schedule ends, `max_steps`, or a signal. */
 export async function runSupervised(run: SupervisedRun): Promise<SupervisedResult> {
   const c = run.config;
@@ -274,7 +238,7 @@ export async function runSupervised(run: SupervisedRun): Promise<SupervisedResul
   };
   const evaluate = () => {
     if (!run.test) return;
-    top1 = testAccuracy(net, run.test, device);
+    top1 = top1PerWidth(net, run.test);
     const full = top1.get(net.widths[0])!;
     if (bestTop1 === null || full > bestTop1) bestTop1 = full;
     const values = Object.fromEntries([...top1].map(([w, a]) => [`top1/w${w}`, a * 100]));
