@@ -22,13 +22,14 @@ const SHARED_DATA_KEYS = ["dataset", "root", "image_size", "subset", "workers"] 
 
 /**
  * The flags that make an evaluation stage see the data the run was pretrained on (dataset,
- * folder, crop size, training subset), and use its thread count, in `--key=value` form.
+ * folder, crop size, training subset) and use its device and thread count, in `--key=value` form.
  */
 export function sharedFlags(config: {
   data: Record<string, unknown>;
   run: Record<string, unknown>;
 }): string[] {
   const flags = SHARED_DATA_KEYS.map((k) => `--data.${k}=${config.data[k]}`);
+  flags.push(`--run.device=${config.run.device}`);
   if (config.run.threads) flags.push(`--run.threads=${config.run.threads}`);
   return flags;
 }
@@ -48,7 +49,7 @@ Runs pretrain -> knn -> probe -> report, each stage as its own deno task, and pr
 report.md (beside report.json in the run folder). The flags before --probe go to pretrain (see
 deno task pretrain --help); those after it to probe (see deno task probe --help). The knn and probe
 stages use the run's resolved data settings (data.dataset, data.root, data.image_size, data.subset,
-data.workers) and run.threads.`;
+data.workers), run.device and run.threads.`;
 
 /** Runs the pipeline; returns the report's path (null after `--help`). */
 export async function pipeline(args: string[], probeArgs: string[] = []): Promise<string | null> {

@@ -18,10 +18,16 @@ import {
   initDistributed,
   rankDevice,
 } from "../lib/dist/mod.ts";
-import { labeledSplit, LoaderSource, openDataset, taskLoader } from "../lib/train/data.ts";
+import {
+  assertConfiguredChannels,
+  labeledSplit,
+  LoaderSource,
+  openDataset,
+  taskLoader,
+} from "../lib/train/data.ts";
 import { disposeSplits } from "../lib/train/source.ts";
 import { assertNewRun } from "../lib/train/run_dir.ts";
-import { resolveDevice } from "../lib/train/device.ts";
+import { trainingDevice } from "../lib/train/device.ts";
 import { type PretrainResult, runPretrain } from "../lib/train/pretrain.ts";
 import { formatTable, knnProtocol, widthRows, writeSummary } from "../lib/train/summary.ts";
 
@@ -84,17 +90,8 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
 
   const train = await openDataset(config.data, "train", log);
   const test = await openDataset(config.data, "test", log);
-  if (train.channels !== config.model.in_channels) {
-    throw new ConfigError(
-      `'model.in_channels' is ${config.model.in_channels} but ${train.name} has ${train.channels}-channel images`,
-    );
-  }
-  const device = resolveDevice(config.run.device, group ? rankDevice() : "cuda");
-  if (device === "cpu" && config.run.amp === "fp16") {
-    throw new ConfigError(
-      "'run.amp: fp16' needs CUDA and this run is on the CPU; use bf16 or auto",
-    );
-  }
+  assertConfiguredChannels(config.model.in_channels, train);
+  const device = trainingDevice(config.run, group ? rankDevice() : "cuda");
   const precision = precisionName(resolveAmp(config.run.amp as AmpSetting, device));
   const source = new LoaderSource(
     taskLoader(train, config.data, { seed: config.run.seed, rank, worldSize, device }),

@@ -22,9 +22,15 @@ import { SGD } from "../lib/optim.ts";
 import { manualSeed } from "../lib/random.ts";
 import { DistributedDataParallel, initDistributed, rankDevice } from "../lib/dist/mod.ts";
 import { assertNewRun } from "../lib/train/run_dir.ts";
-import { resolveDevice } from "../lib/train/device.ts";
-import { labeledSplit, openDataset, taskLoader } from "../lib/train/data.ts";
-import { disposeSplits } from "../lib/train/source.ts";
+import { resolveDevice, trainingDevice } from "../lib/train/device.ts";
+import {
+  assertConfiguredChannels,
+  labeledSplit,
+  openDataset,
+  taskLoader,
+} from "../lib/train/data.ts";
+import { disposeSplits, type LabeledSplit } from "../lib/train/source.ts";
+import type { Dataset } from "../lib/data/mod.ts";
 import { runSupervised, type SupervisedResult } from "../lib/train/supervised.ts";
 import { top1PerWidth } from "../lib/train/probe.ts";
 import { assertClassifier, assertInputChannels } from "../lib/train/eval_setup.ts";
@@ -83,27 +89,19 @@ export async function trainSupervised(args: string[]): Promise<SupervisedOutcome
   const rank = group?.rank ?? 0;
   const worldSize = group?.worldSize ?? 1;
   const log = (m: string) => rank === 0 && console.error(m);
-  const train = await openDataset(c.data, "train", log);
-  const test = await openDataset(c.data, "test", log);
   // Under the launcher: rank 0's initial weights everywhere, sharded batches, averaged gradients,
   // and files, logs and evaluation from rank 0 only.
+  let train: Dataset | null = null;
+  let test: Dataset | null = null;
+  let testSplit: LabeledSplit | undefined;
   let net: SlimmableResNet | null = null;
   let optimizer: SGD | null = null;
-  const testSplit = rank === 0
-    ? labeledSplit(test, c.run.eval_samples, c.data.image_size)
-    : undefined;
   try {
-    if (train.channels !== c.model.in_channels) {
-      throw new ConfigError(
-        `'model.in_channels' is ${c.model.in_channels} but ${train.name} has ${train.channels}-channel images`,
-      );
-    }
-    const device = resolveDevice(c.run.device, group ? rankDevice() : "cuda");
-    if (device === "cpu" && c.run.amp === "fp16") {
-      throw new ConfigError(
-        "'run.amp: fp16' needs CUDA and this run is on the CPU; use bf16 or auto",
-      );
-    }
+    train = await openDataset(c.data, "train", log);
+    test = await openDataset(c.data, "test", log);
+    if (rank === 0) testSplit = labeledSplit(test, c.run.eval_samples, c.data.image_size);
+    assertConfiguredChannels(c.model.in_channels, train);
+    const device = trainingDevice(c.run, group ? rankDevice() : "cuda");
     const amp = resolveAmp(c.run.amp as AmpSetting, device);
     net = new SlimmableResNet({
       arch: c.model.arch as ResNetArch,
@@ -166,7 +164,9 @@ export async function trainSupervised(args: string[]): Promise<SupervisedOutcome
       dataset: train.name,
       test_images: testSplit?.images.shape[0] ?? 0,
       widths: rows,
-      best_top1: result.bestTop1 === null ? null : Number((result.bestTop1 * 100).toFixed(2)),
+      best: result.best
+        ? { ...result.best, value: Number((result.best.value * 100).toFixed(2)) }
+        : null,
       steps: result.step,
       epochs: result.epoch,
       wall_seconds: Number(((performance.now() - started) / 1000).toFixed(1)),
@@ -182,8 +182,8 @@ export async function trainSupervised(args: string[]): Promise<SupervisedOutcome
     optimizer?.dispose();
     net?.dispose();
     disposeSplits(testSplit);
-    train.dispose();
-    test.dispose();
+    train?.dispose();
+    test?.dispose();
     group?.destroy();
   }
 }
@@ -192,10 +192,12 @@ export async function trainSupervised(args: string[]): Promise<SupervisedOutcome
 async function testOnly(c: SupervisedConfig, model: string | undefined): Promise<void> {
   if (!model) throw new ConfigError("--test-only needs --model PATH");
   const device = resolveDevice(c.run.device);
-  const test = await openDataset(c.data, "test");
-  const split = labeledSplit(test, c.run.eval_samples, c.data.image_size);
   const net = await loadModel(model);
+  let test: Dataset | null = null;
+  let split: LabeledSplit | undefined;
   try {
+    test = await openDataset(c.data, "test");
+    split = labeledSplit(test, c.run.eval_samples, c.data.image_size);
     assertInputChannels(net, model, c.data.dataset, test);
     assertClassifier(net, model, test, "pass the model.pt a supervised run wrote");
     if (device !== "cpu") net.to(device);
@@ -203,7 +205,7 @@ async function testOnly(c: SupervisedConfig, model: string | undefined): Promise
   } finally {
     net.dispose();
     disposeSplits(split);
-    test.dispose();
+    test?.dispose();
   }
 }
 

@@ -47,6 +47,7 @@ const SLIM_COMMON = {
   "model.stem": "imagenet",
   "model.base_width": 64,
   "model.widths": [1, 0.75, 0.5, 0.25],
+  "model.zero_init_residual": true,
   "slim.loss_weights": 5,
   "slim.distill": "seed",
   "slim.aux_loss_w": 0.5,
@@ -91,7 +92,6 @@ Deno.test("the paper recipes carry every hyperparameter of the reference scripts
   assertRecipe(PRETRAIN_SCHEMA, "slimclr_mocov3_r50_300ep.yaml", {
     ...SLIM_COMMON,
     method: "mocov3",
-    "model.zero_init_residual": true,
     "ssl.dim": 256,
     "ssl.mlp_dim": 4096,
     "ssl.momentum": 0.99,

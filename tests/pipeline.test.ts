@@ -53,6 +53,8 @@ Deno.test("the pipeline runs pretrain → kNN → probe → report on the run's 
     // Both evaluation stages saw the run's 512-image training subset, not the whole split.
     const knn = JSON.parse(await Deno.readTextFile(join(dir, "tiny", "knn.json")));
     assert.equal(knn.protocol.bank, 512, JSON.stringify(knn.protocol));
+    const probe = JSON.parse(await Deno.readTextFile(join(dir, "tiny", "probe.json")));
+    assert.equal(probe.dataset, "fashion-mnist/train[512]");
     assert.match(await Deno.readTextFile(last), /\| ×0\.5 \|/);
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -72,7 +72,8 @@ Deno.test("supervised: a run stopped mid-epoch and resumed equals an uninterrupt
     const ckpt = await readCheckpoint(join(dir, "full", "checkpoints", "ckpt_e0002_s8.pt"));
     assert.equal(ckpt.task, "supervised");
     assert.equal(ckpt.step, 8);
-    assert.equal(typeof ckpt.best_top1, "number");
+    assert.equal((ckpt.best as { metric: string }).metric, "top1/w1");
+    assert.equal(typeof (ckpt.best as { value: number }).value, "number");
     assert.ok((ckpt.rng as Record<string, unknown>).default, "no RNG state");
     assert.ok(ckpt.optimizer && ckpt.config, "no optimizer state or config");
     assert.equal(ckpt.scaler, null);

@@ -46,11 +46,11 @@ Deno.test("event files hold a version record, then one record per scalar step", 
   }
 });
 
-Deno.test("a resumed run's event file starts a session at its step, so TensorBoard purges later events", async () => {
+Deno.test("a resumed run's event file starts a session after its checkpoint's step, so TensorBoard purges what the killed run logged later", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const w = new TensorBoardWriter(dir, { purgeStep: 300 });
-    w.scalars(301, { loss: 1 });
+    const w = new TensorBoardWriter(dir, { resumeStep: 299 });
+    w.scalars(300, { loss: 1 });
     w.close();
     const records = readRecords(await Deno.readFile(w.path));
     assert.equal(records.length, 3);

@@ -2,6 +2,7 @@
  * Run logging: a live progress line on a terminal (plain lines otherwise) with loss per width,
  * throughput and ETA, and JSONL metrics appended to the run folder.
  */
+import { atomicWriteFileSync } from "../serialize/fs.ts";
 
 /** Formats seconds as h:mm:ss or m:ss. */
 export function formatDuration(seconds: number): string {
@@ -80,7 +81,11 @@ export class MetricsLog {
   }
 }
 
-/** Rewrites a metrics file without the rows whose `step` is after `step` (temporary + rename). */
+/**
+ * Rewrites a metrics file atomically without the rows whose `step` is after `step`. A torn last
+ * line (a run killed mid-write) is dropped too; any other line that is not JSON is an error naming
+ * the file and line.
+ */
 function dropRowsAfter(path: string, step: number): void {
   let text: string;
   try {
@@ -90,14 +95,18 @@ function dropRowsAfter(path: string, step: number): void {
     throw e;
   }
   const lines = text.split("\n").filter(Boolean);
-  const kept = lines.filter((l) => {
-    const row = JSON.parse(l) as { step?: unknown };
+  const kept = lines.filter((line, i) => {
+    let row: { step?: unknown };
+    try {
+      row = JSON.parse(line);
+    } catch {
+      if (i === lines.length - 1) return false;
+      throw new Error(`${path}:${i + 1}: not a JSON metrics row`);
+    }
     return typeof row.step !== "number" || row.step <= step;
   });
   if (kept.length === lines.length) return;
-  const tmp = `${path}.tmp-${Deno.pid}`;
-  Deno.writeTextFileSync(tmp, kept.map((l) => l + "\n").join(""));
-  Deno.renameSync(tmp, path);
+  atomicWriteFileSync(path, new TextEncoder().encode(kept.map((l) => l + "\n").join("")));
 }
 
 /** Reads a metrics file back (for plots and resumed runs). */

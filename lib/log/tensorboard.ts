@@ -92,7 +92,7 @@ export function encodeEvent(
 
 /**
  * A `SessionLog` START event at `step`: TensorBoard then drops the events of earlier files in the
- * folder whose step is at or after it, as after a resumed run (PyTorch's `purge_step`).
+ * folder whose step is `step` or later, as after a resumed run (PyTorch's `purge_step`).
  */
 export function encodeSessionStart(wallTime: number, step: number): Uint8Array {
   const sessionLog = new ProtoWriter().int64(1, 1).finish(); // status: START
@@ -115,10 +115,10 @@ export class TensorBoardWriter {
   readonly path: string;
   #file: Deno.FsFile;
   /**
-   * Opens a new event file in `dir`. A resumed run passes `purgeStep`, the step it continues
-   * from: TensorBoard then discards what the interrupted run logged after it.
+   * Opens a new event file in `dir`. A resumed run passes `resumeStep`, the step its checkpoint
+   * holds: TensorBoard then discards what the interrupted run logged after that step.
    */
-  constructor(dir: string, options: { purgeStep?: number } = {}) {
+  constructor(dir: string, options: { resumeStep?: number } = {}) {
     Deno.mkdirSync(dir, { recursive: true });
     const host = Deno.hostname?.() ?? "localhost";
     this.path = join(
@@ -127,8 +127,8 @@ export class TensorBoardWriter {
     );
     this.#file = Deno.openSync(this.path, { write: true, createNew: true });
     this.#write(encodeEvent(Date.now() / 1000, 0, null, "brain.Event:2"));
-    if (options.purgeStep !== undefined) {
-      this.#write(encodeSessionStart(Date.now() / 1000, options.purgeStep));
+    if (options.resumeStep !== undefined) {
+      this.#write(encodeSessionStart(Date.now() / 1000, options.resumeStep + 1));
     }
   }
   #write(event: Uint8Array): void {

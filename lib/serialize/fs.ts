@@ -52,3 +52,30 @@ export async function atomicWriteFile(path: string | URL, data: Uint8Array): Pro
     // Directory fsync is best effort (not supported everywhere).
   }
 }
+
+/** `atomicWriteFile` for synchronous callers: temporary file, fsync, rename, directory fsync. */
+export function atomicWriteFileSync(path: string | URL, data: Uint8Array): void {
+  const p = toPath(path);
+  const { dir, base } = splitPath(p);
+  const tmp = tempName(dir, base);
+  try {
+    {
+      using file = Deno.openSync(tmp, { write: true, createNew: true, mode: 0o666 });
+      let off = 0;
+      while (off < data.byteLength) off += file.writeSync(data.subarray(off));
+      file.syncSync();
+    }
+    Deno.renameSync(tmp, p);
+  } catch (err) {
+    try {
+      Deno.removeSync(tmp);
+    } catch { /* never created */ }
+    throw err;
+  }
+  try {
+    using d = Deno.openSync(dir, { read: true });
+    d.syncSync();
+  } catch {
+    // Directory fsync is best effort (not supported everywhere).
+  }
+}

@@ -160,16 +160,16 @@ export function loadOptimizerRecord(
   const entries = tree.state instanceof Map ? [...tree.state] : Object.entries(tree.state ?? {});
   const state: OptimizerStateDict["state"] = {};
   for (const [k, v] of entries) state[Number(k)] = v;
-  if (device !== "cpu") {
-    for (const entry of Object.values(state)) {
-      for (const [name, t] of Object.entries(entry)) {
-        if (!isTensor(t)) continue;
-        entry[name] = t.to(device);
-        t.dispose();
+  try {
+    if (device !== "cpu") {
+      for (const entry of Object.values(state)) {
+        for (const [name, t] of Object.entries(entry)) {
+          if (!isTensor(t)) continue;
+          entry[name] = t.to(device);
+          t.dispose();
+        }
       }
     }
-  }
-  try {
     opt.loadStateDict({ state, param_groups: tree.param_groups });
   } finally {
     disposeTree(state);

@@ -247,3 +247,12 @@ export function labeledSplit(ds: Dataset, limit = 0, size?: number): LabeledSpli
     loader.dispose();
   }
 }
+
+/** Throws a ConfigError naming `model.in_channels` unless the dataset's images have that many. */
+export function assertConfiguredChannels(inChannels: number, ds: Dataset): void {
+  if (ds.channels !== inChannels) {
+    throw new ConfigError(
+      `'model.in_channels' is ${inChannels} but ${ds.name} has ${ds.channels}-channel images`,
+    );
+  }
+}

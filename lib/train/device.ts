@@ -16,3 +16,20 @@ export function resolveDevice(setting: string, cudaDevice: Device = "cuda"): Dev
   }
   return available ? cudaDevice : "cpu";
 }
+
+/**
+ * The device a training run uses (`resolveDevice` of `run.device`), refusing fp16 autocast when
+ * that is the CPU: "auto" can land there on a machine without CUDA.
+ */
+export function trainingDevice(
+  run: { device: string; amp: string },
+  cudaDevice: Device = "cuda",
+): Device {
+  const device = resolveDevice(run.device, cudaDevice);
+  if (device === "cpu" && run.amp === "fp16") {
+    throw new ConfigError(
+      "'run.amp: fp16' needs CUDA and this run is on the CPU; use bf16 or auto",
+    );
+  }
+  return device;
+}

@@ -5,20 +5,24 @@ import type { SlimmableResNet } from "../models/slimmable_resnet.ts";
 import { scope } from "../scope.ts";
 import { cat, type Tensor } from "../tensor.ts";
 import type { LabeledSplit } from "./source.ts";
+import { deviceOf, onDevice } from "./eval_setup.ts";
 
-/** Pooled backbone features of `images` at the active width, in eval mode, batch by batch. */
+/**
+ * Pooled backbone features of `images` (in host or device memory) at the active width, in eval
+ * mode, batch by batch on the network's device, where the result stays.
+ */
 export function extractFeatures(net: SlimmableResNet, images: Tensor, batch = 256): Tensor {
   const wasTraining = net.training;
   net.eval();
   try {
+    const device = deviceOf(net);
     return noGrad(() =>
       scope(() => {
-        const device = net.parameters()[0]?.device ?? "cpu";
         const parts: Tensor[] = [];
         for (let i = 0; i < images.shape[0]; i += batch) {
           const n = Math.min(batch, images.shape[0] - i);
-          const x = images.narrow(0, i, n);
-          parts.push(net.features(device === "cpu" ? x : x.to(device)).to("cpu"));
+          // One scope per batch: only its features outlive it.
+          parts.push(scope(() => net.features(onDevice(images.narrow(0, i, n), device))));
         }
         return cat(parts);
       })
@@ -39,17 +43,16 @@ export function knnPerWidth(
   test: LabeledSplit,
   o: KnnOptions = {},
 ): Map<number, number> {
-  const device = net.parameters()[0]?.device ?? "cpu";
-  const here = (t: Tensor) => (device === "cpu" ? t : t.to(device));
+  const device = deviceOf(net);
   return scope(() => {
-    const bankLabels = here(train.labels);
-    const queryLabels = here(test.labels);
+    const bankLabels = onDevice(train.labels, device);
+    const queryLabels = onDevice(test.labels, device);
     const out = new Map<number, number>();
     for (const w of net.widths) {
       const acc = net.withWidth(w, () =>
         scope(() => {
-          const bank = here(extractFeatures(net, train.images));
-          const queries = here(extractFeatures(net, test.images));
+          const bank = extractFeatures(net, train.images);
+          const queries = extractFeatures(net, test.images);
           return knnAccuracy(bank, bankLabels, queries, queryLabels, train.numClasses, o);
         }));
       out.set(w, acc);

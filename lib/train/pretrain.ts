@@ -29,6 +29,13 @@ import {
 } from "./checkpoint.ts";
 import { learningRate } from "./schedule.ts";
 import { StopSignals } from "./stop_signals.ts";
+import {
+  type BestMetric,
+  betterOf,
+  EpochLog,
+  type EpochLogState,
+  epochScalars,
+} from "./run_metrics.ts";
 import type { LabeledSplit, TwoViewSource } from "./source.ts";
 import { knnPerWidth } from "./monitor.ts";
 import { recalibrateBatchNorm, withRecalibratedBatchNorm } from "../eval/bn_recalibration.ts";
@@ -71,13 +78,6 @@ export interface PretrainResult {
   wallSeconds: number;
 }
 
-/** The best value of the widest network's kNN monitor (top-1, 0–1), kept across resumes. */
-export interface BestMetric {
-  metric: string;
-  value: number;
-  step: number;
-}
-
 /** Settings a checkpoint must share with the config that resumes it. */
 const RESUME_KEYS = [
   "method",
@@ -104,8 +104,18 @@ async function restore(
   run: PretrainRun,
   path: string,
   scaler: GradScaler | null,
-): Promise<{ step: number; knn: Map<number, number> | null; best: BestMetric | null }> {
+): Promise<{
+  step: number;
+  knn: Map<number, number> | null;
+  best: BestMetric | null;
+  epochLog: EpochLogState | null;
+}> {
   const rec = await readCheckpoint(path);
+  if (rec.task === "supervised") {
+    throw new SerializationError(
+      `${path}: a supervised checkpoint; pretraining resumes from its own run's checkpoints`,
+    );
+  }
   const saved = rec.config as PretrainConfig;
   const mismatched = RESUME_KEYS.filter((k) =>
     JSON.stringify(at(saved, k)) !== JSON.stringify(at(run.config, k))
@@ -139,7 +149,12 @@ async function restore(
   const knn = rec.knn
     ? new Map(Object.entries(rec.knn as Record<string, number>).map(([w, a]) => [Number(w), a]))
     : null;
-  return { step: Number(rec.step), knn, best: (rec.best as BestMetric | undefined) ?? null };
+  return {
+    step: Number(rec.step),
+    knn,
+    best: (rec.best as BestMetric | undefined) ?? null,
+    epochLog: (rec.epoch_log as EpochLogState | undefined) ?? null,
+  };
 }
 
 function checkpointRecord(
@@ -147,6 +162,7 @@ function checkpointRecord(
   epoch: number,
   knn: Map<number, number> | null,
   best: BestMetric | null,
+  epochLog: EpochLog,
   scaler: GradScaler | null,
 ) {
   return scope(() => ({
@@ -161,6 +177,7 @@ function checkpointRecord(
     scaler: scaler?.stateDict() ?? null,
     knn: knn ? Object.fromEntries([...knn].map(([w, a]) => [String(w), a])) : null,
     best,
+    epoch_log: epochLog.state(),
   }));
 }
 
@@ -221,9 +238,14 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
   let step = 0;
   let knn: Map<number, number> | null = null;
   let best: BestMetric | null = null;
+  let epochLogState: EpochLogState | null = null;
   const resumeFrom = run.resume === "auto" ? ckpts.latest()?.path : run.resume;
-  if (resumeFrom) ({ step, knn, best } = await restore(run, resumeFrom, scaler));
-  const resumed = resumeFrom ? { resumeStep: step, purgeStep: step } : {};
+  if (resumeFrom) {
+    ({ step, knn, best, epochLog: epochLogState } = await restore(run, resumeFrom, scaler));
+  }
+  // Any resume, even one that found no checkpoint (step 0), replaces what a killed run logged
+  // after the step it continues from.
+  const resumed = run.resume ? { resumeStep: step } : {};
   if (isMain) {
     await atomicWriteFile(
       join(run.runDir, "config.json"),
@@ -232,7 +254,7 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
   }
   const metrics = isMain ? new MetricsLog(join(run.runDir, "metrics.jsonl"), resumed) : null;
   const tb = isMain ? new TensorBoardWriter(join(run.runDir, "tensorboard"), resumed) : null;
-  const epochLog = new EpochLog();
+  const epochLog = new EpochLog(epochLogState);
   const progress = isMain && (run.progress ?? true) ? new Progress(lastStep) : null;
 
   const signals = new StopSignals();
@@ -258,14 +280,14 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
     checkpoint = await ckpts.save(
       Math.floor(epochAt(step)),
       step,
-      checkpointRecord(run, epochAt(step), knn, best, scaler),
+      checkpointRecord(run, epochAt(step), knn, best, epochLog, scaler),
     );
   };
-  /** The `epoch` row of the steps since the last one (a resumed or stopped epoch: fewer). */
+  /** The `epoch` row of the steps since the last one. */
   const writeEpochRow = () => {
     const row = epochLog.take(epochAt(step), step);
     metrics?.write(row);
-    tb?.scalars(step, prefixed("epoch/", row, ["loss", "images_per_s"]));
+    tb?.scalars(step, epochScalars(row));
   };
   /** kNN per width; `final` keeps recalibrated BatchNorm statistics in the model. */
   const evaluate = (final: boolean) => {
@@ -283,7 +305,7 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
     if (device.startsWith("cuda")) cuda.emptyCache();
     const widest = Math.max(...knn.keys());
     const top1 = knn.get(widest)!;
-    if (!best || top1 > best.value) best = { metric: `knn/w${widest}`, value: top1, step };
+    best = betterOf(best, `knn/w${widest}`, top1, step);
     const values = Object.fromEntries([...knn].map(([w, a]) => [`knn/w${w}`, a * 100]));
     metrics?.write({ kind: "eval", step, epoch: epochAt(step), ...values });
     tb?.scalars(step, values);
@@ -360,9 +382,10 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
       if (ckptEvery && step % ckptEvery === 0 && step < lastStep) await saveCheckpoint();
       await signals.poll();
     }
-    if (epochLog.steps) writeEpochRow();
     if (signals.stopped) status = "interrupted";
     else if (step < totalSteps) status = "max_steps";
+    // A fractional last epoch gets its row; a stopped run's epoch continues after a resume.
+    if (status === "completed" && epochLog.steps) writeEpochRow();
     if (status === "completed") evaluate(true);
     await saveCheckpoint();
   } finally {
@@ -382,60 +405,4 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
     dataWaitSeconds: run.source.waitSeconds,
     wallSeconds: (performance.now() - started) / 1000,
   };
-}
-
-/** Means of the step scalars since the last epoch row, with throughput. */
-class EpochLog {
-  #sums: Record<string, number> = {};
-  #steps = 0;
-  #images = 0;
-  #since = performance.now();
-  /** Optimizer steps added since the last row. */
-  get steps(): number {
-    return this.#steps;
-  }
-  /** Adds one optimizer step's scalars and its number of images. */
-  add(scalars: Record<string, number>, images: number): void {
-    for (const [k, v] of Object.entries(scalars)) {
-      if (k.startsWith("grad/")) continue;
-      this.#sums[k] = (this.#sums[k] ?? 0) + v;
-    }
-    this.#steps++;
-    this.#images += images;
-  }
-  /** The `epoch` row for the steps added since the last one, then starts over. */
-  take(epoch: number, step: number): Record<string, unknown> {
-    const seconds = (performance.now() - this.#since) / 1000;
-    const means = Object.fromEntries(
-      Object.entries(this.#sums).map(([k, v]) => [k, v / Math.max(1, this.#steps)]),
-    );
-    const row = {
-      kind: "epoch",
-      step,
-      epoch,
-      steps: this.#steps,
-      ...means,
-      seconds: Number(seconds.toFixed(2)),
-      images_per_s: Number((this.#images / Math.max(seconds, 1e-9)).toFixed(1)),
-    };
-    this.#sums = {};
-    this.#steps = 0;
-    this.#images = 0;
-    this.#since = performance.now();
-    return row;
-  }
-}
-
-/** The numeric fields of `row` whose names are `keys` or start with `key/`, under `prefix`. */
-function prefixed(
-  prefix: string,
-  row: Record<string, unknown>,
-  keys: string[],
-): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const [k, v] of Object.entries(row)) {
-    if (typeof v !== "number") continue;
-    if (keys.some((key) => k === key || k.startsWith(`${key}/`))) out[prefix + k] = v;
-  }
-  return out;
 }

@@ -32,6 +32,13 @@ import {
 import { softCrossEntropy, top1PerWidth } from "./probe.ts";
 import { learningRate } from "./schedule.ts";
 import { StopSignals } from "./stop_signals.ts";
+import {
+  type BestMetric,
+  betterOf,
+  EpochLog,
+  type EpochLogState,
+  epochScalars,
+} from "./run_metrics.ts";
 import type { LabeledSplit } from "./source.ts";
 
 /** Everything a supervised run needs. */
@@ -67,8 +74,8 @@ export interface SupervisedResult {
   epoch: number;
   /** Test top-1 (0–1) per width at the last evaluation. */
   top1: Map<number, number> | null;
-  /** The best full-width test top-1 (0–1) of any evaluation so far. */
-  bestTop1: number | null;
+  /** The best full-width test top-1 (0–1) of any evaluation so far, and its step. */
+  best: BestMetric | null;
   /** The newest checkpoint written. */
   checkpoint: string | null;
   wallSeconds: number;
@@ -93,9 +100,9 @@ function at(obj: unknown, path: string): unknown {
 interface Resumed {
   step: number;
   top1: Map<number, number> | null;
-  bestTop1: number | null;
-  /** Loss sum and step count of the epoch in progress. */
-  epochLoss: { sum: number; steps: number };
+  best: BestMetric | null;
+  /** The sums of the epoch in progress. */
+  epochLog: EpochLogState | null;
 }
 
 /**
@@ -156,8 +163,8 @@ async function restore(
   return {
     step: Number(rec.step),
     top1,
-    bestTop1: (rec.best_top1 as number | null) ?? null,
-    epochLoss: (rec.epoch_loss as Resumed["epochLoss"]) ?? { sum: 0, steps: 0 },
+    best: (rec.best as BestMetric | undefined) ?? null,
+    epochLog: (rec.epoch_log as EpochLogState | undefined) ?? null,
   };
 }
 
@@ -194,9 +201,10 @@ export async function runSupervised(run: SupervisedRun): Promise<SupervisedResul
 
   // Restore first: a checkpoint that does not fit stops the run before any file is written.
   const resumeFrom = run.resume === "auto" ? ckpts.latest()?.path : run.resume;
-  let { step, top1, bestTop1, epochLoss } = resumeFrom
+  let { step, top1, best, epochLog: epochLogState } = resumeFrom
     ? await restore(run, resumeFrom, scaler)
-    : { step: 0, top1: null, bestTop1: null, epochLoss: { sum: 0, steps: 0 } } as Resumed;
+    : { step: 0, top1: null, best: null, epochLog: null } as Resumed;
+  const epochLog = new EpochLog(epochLogState);
   await Deno.mkdir(run.runDir, { recursive: true });
   if (isMain) {
     await atomicWriteFile(
@@ -204,7 +212,9 @@ export async function runSupervised(run: SupervisedRun): Promise<SupervisedResul
       new TextEncoder().encode(JSON.stringify(c, null, 2) + "\n"),
     );
   }
-  const resumed = resumeFrom ? { resumeStep: step, purgeStep: step } : {};
+  // Any resume, even one that found no checkpoint (step 0), replaces what a killed run logged
+  // after the step it continues from.
+  const resumed = run.resume ? { resumeStep: step } : {};
   const metrics = isMain ? new MetricsLog(join(run.runDir, "metrics.jsonl"), resumed) : null;
   const tb = isMain ? new TensorBoardWriter(join(run.runDir, "tensorboard"), resumed) : null;
   const progress = isMain && (run.progress ?? true) ? new Progress(lastStep) : null;
@@ -230,9 +240,9 @@ export async function runSupervised(run: SupervisedRun): Promise<SupervisedResul
       scaler: scaler?.stateDict() ?? null,
       rng: { default: toRaw(defaultGeneratorState()) },
       fractional_epoch: epochAt(step),
-      epoch_loss: epochLoss,
+      epoch_log: epochLog.state(),
       top1: top1 ? Object.fromEntries([...top1].map(([w, a]) => [String(w), a])) : null,
-      best_top1: bestTop1,
+      best,
     }));
     checkpoint = await ckpts.save(Math.floor(epochAt(step)), step, record);
   };
@@ -240,7 +250,7 @@ export async function runSupervised(run: SupervisedRun): Promise<SupervisedResul
     if (!run.test) return;
     top1 = top1PerWidth(net, run.test);
     const full = top1.get(net.widths[0])!;
-    if (bestTop1 === null || full > bestTop1) bestTop1 = full;
+    best = betterOf(best, `top1/w${net.widths[0]}`, full, step);
     const values = Object.fromEntries([...top1].map(([w, a]) => [`top1/w${w}`, a * 100]));
     metrics?.write({ kind: "eval", step, epoch: epochAt(step), ...values });
     tb?.scalars(step, values);
@@ -270,8 +280,6 @@ export async function runSupervised(run: SupervisedRun): Promise<SupervisedResul
 
   try {
     net.train();
-    let epochStart = performance.now();
-    let epochImages = 0;
     while (step < lastStep && !signals.stopped) {
       const e = Math.floor(step / perEpoch);
       for (const batch of loader.epoch(e, { skip: step - e * perEpoch })) {
@@ -297,8 +305,7 @@ export async function runSupervised(run: SupervisedRun): Promise<SupervisedResul
             `the loss became ${out.loss} at step ${step}; lower 'optim.lr' or check the data`,
           );
         }
-        epochLoss = { sum: epochLoss.sum + out.loss, steps: epochLoss.steps + 1 };
-        epochImages += imagesPerStep;
+        epochLog.add({ loss: out.loss, lr }, imagesPerStep);
         if (log) {
           const scalars: Record<string, number> = { loss: out.loss, lr };
           net.widths.forEach((w, i) => scalars[`loss/w${w}`] = out.widths[i]);
@@ -314,17 +321,9 @@ export async function runSupervised(run: SupervisedRun): Promise<SupervisedResul
         }
         progress?.update(step, epochAt(step), { loss: out.loss, lr }, step * imagesPerStep);
         if (step % perEpoch === 0 || step === totalSteps) {
-          const seconds = (performance.now() - epochStart) / 1000;
-          const row = {
-            loss: epochLoss.sum / epochLoss.steps,
-            lr,
-            images_per_s: Number((epochImages / seconds).toFixed(1)),
-          };
-          metrics?.write({ kind: "epoch", epoch: epochAt(step), step, ...row });
-          tb?.scalars(step, { "epoch/loss": row.loss, "epoch/images_per_s": row.images_per_s });
-          epochLoss = { sum: 0, steps: 0 };
-          epochStart = performance.now();
-          epochImages = 0;
+          const row = epochLog.take(epochAt(step), step);
+          metrics?.write(row);
+          tb?.scalars(step, epochScalars(row));
         }
         if (evalEvery && step % evalEvery === 0 && step < lastStep) evaluate();
         if (ckptEvery && step % ckptEvery === 0 && step < lastStep) await saveCheckpoint();
@@ -347,7 +346,7 @@ export async function runSupervised(run: SupervisedRun): Promise<SupervisedResul
     step,
     epoch: epochAt(step),
     top1,
-    bestTop1,
+    best,
     checkpoint,
     wallSeconds: (performance.now() - started) / 1000,
   };
