@@ -20,7 +20,12 @@ import {
 } from "./slimmable_resnet.ts";
 import { detectOfficialParts, type OfficialPart, officialPart } from "./official.ts";
 import { RESNET_DEPTHS, type ResNetArch } from "./resnet.ts";
-import { isTrainingCheckpoint, pretrainEncoder, resolveModelPath } from "./model_source.ts";
+import {
+  entryOf,
+  isTrainingCheckpoint,
+  pretrainEncoder,
+  resolveModelPath,
+} from "./model_source.ts";
 import { CHECKPOINT_FORMAT } from "../train/checkpoint.ts";
 
 /** Marker of slimclr model files. */
@@ -40,12 +45,6 @@ export function modelRecord(net: SlimmableResNet): Record<string, unknown> {
     config: { ...config, widths: [...net.widths] },
     state_dict: new OrderedDict(stateDictToRaw(net.stateDict())),
   };
-}
-
-function get(tree: unknown, key: string): unknown {
-  if (tree instanceof Map) return tree.get(key);
-  if (tree && typeof tree === "object") return (tree as Record<string, unknown>)[key];
-  return undefined;
 }
 
 function rawEntries(tree: unknown): Map<string, RawTensor> {
@@ -154,22 +153,22 @@ function officialSource(
 
 /** What a loaded file holds: a model record, a training checkpoint or an official checkpoint. */
 function networkSource(path: string, tree: unknown, official: OfficialOptions): NetworkSource {
-  const record = get(tree, "format") === MODEL_FORMAT
+  const record = entryOf(tree, "format") === MODEL_FORMAT
     ? tree
-    : get(get(tree, "model"), "format") === MODEL_FORMAT
-    ? get(tree, "model")
+    : entryOf(entryOf(tree, "model"), "format") === MODEL_FORMAT
+    ? entryOf(tree, "model")
     : null;
   if (record) {
     return {
-      config: get(record, "config") as SlimmableResNetOptions,
-      sd: rawEntries(get(record, "state_dict")),
+      config: entryOf(record, "config") as SlimmableResNetOptions,
+      sd: rawEntries(entryOf(record, "state_dict")),
     };
   }
   if (isTrainingCheckpoint(tree)) {
     const { options, stateDict } = pretrainEncoder(path, tree);
     return { config: { ...options, ...inferHead(stateDict) }, sd: stateDict };
   }
-  const raw = rawEntries(get(tree, "state_dict") ?? tree);
+  const raw = rawEntries(entryOf(tree, "state_dict") ?? tree);
   const parts = detectOfficialParts(raw);
   if (!parts.length) {
     throw new SerializationError(

@@ -52,7 +52,8 @@ export function modelHome(path: string): string {
   return basename(dir) === "checkpoints" ? dirname(dir) : dir;
 }
 
-function get(tree: unknown, key: string): unknown {
+/** An entry of a loaded torch file's dict (a Map or a plain object); undefined when missing. */
+export function entryOf(tree: unknown, key: string): unknown {
   if (tree instanceof Map) return tree.get(key);
   if (tree && typeof tree === "object") return (tree as Record<string, unknown>)[key];
   return undefined;
@@ -60,7 +61,7 @@ function get(tree: unknown, key: string): unknown {
 
 /** Whether a loaded torch file is a slimclr training checkpoint (pretraining or supervised). */
 export function isTrainingCheckpoint(tree: unknown): boolean {
-  return get(tree, "format") === CHECKPOINT_FORMAT;
+  return entryOf(tree, "format") === CHECKPOINT_FORMAT;
 }
 
 /**
@@ -72,15 +73,15 @@ export function pretrainEncoder(
   path: string,
   record: unknown,
 ): { options: SlimmableResNetOptions; stateDict: Map<string, RawTensor> } {
-  const version = get(record, "version");
+  const version = entryOf(record, "version");
   if (version !== CHECKPOINT_VERSION) {
     throw new SerializationError(
       `${path}: checkpoint version ${version}, this slimclr reads version ${CHECKPOINT_VERSION}`,
     );
   }
-  const config = get(record, "config");
-  const method = get(config, "method");
-  const model = get(config, "model");
+  const config = entryOf(record, "config");
+  const method = entryOf(config, "method");
+  const model = entryOf(config, "model");
   if (typeof method !== "string" || !(method in ENCODER_PREFIX) || !model) {
     throw new SerializationError(
       `${path} is a slimclr training checkpoint without a model record or a pretraining config ` +
@@ -88,7 +89,7 @@ export function pretrainEncoder(
     );
   }
   const prefix = ENCODER_PREFIX[method];
-  const weights = get(record, "model");
+  const weights = entryOf(record, "model");
   const entries = weights instanceof Map
     ? [...weights]
     : Object.entries((weights ?? {}) as Record<string, unknown>);
@@ -105,7 +106,7 @@ export function pretrainEncoder(
         `this one has ${prefixes.length ? prefixes.map((p) => `'${p}'`).join(", ") : "no keys"}`,
     );
   }
-  const m = (key: string) => get(model, key);
+  const m = (key: string) => entryOf(model, key);
   const options: SlimmableResNetOptions = {
     arch: m("arch") as ResNetArch,
     stem: m("stem") as Stem,

@@ -175,3 +175,23 @@ export function loadOptimizerRecord(
     disposeTree(state);
   }
 }
+
+/** The value at a dotted key path of a checkpoint record or config (undefined when missing). */
+export function valueAt(obj: unknown, path: string): unknown {
+  return path.split(".").reduce<unknown>((o, k) => (o as Record<string, unknown>)?.[k], obj);
+}
+
+/**
+ * The settings a checkpoint's saved config and the resuming config disagree on, each as
+ * "KEY is SAVED there, CURRENT here" (empty when they fit).
+ */
+export function configMismatches(
+  saved: unknown,
+  current: unknown,
+  keys: readonly string[],
+): string[] {
+  const show = (config: unknown, k: string) => JSON.stringify(valueAt(config, k));
+  return keys.filter((k) => show(saved, k) !== show(current, k)).map((k) =>
+    `${k} is ${show(saved, k)} there, ${show(current, k)} here`
+  );
+}

@@ -23,6 +23,7 @@ import { MetricsLog, Progress } from "../log/progress.ts";
 import { TensorBoardWriter } from "../log/tensorboard.ts";
 import {
   CheckpointManager,
+  configMismatches,
   loadOptimizerRecord,
   optimizerRecord,
   readCheckpoint,
@@ -95,10 +96,6 @@ const RESUME_KEYS = [
   "optim.grad_accum",
 ] as const;
 
-function at(obj: unknown, path: string): unknown {
-  return path.split(".").reduce<unknown>((o, k) => (o as Record<string, unknown>)?.[k], obj);
-}
-
 /** Loads a checkpoint into the run, checking it fits; returns the step to continue from. */
 async function restore(
   run: PretrainRun,
@@ -116,16 +113,10 @@ async function restore(
       `${path}: a supervised checkpoint; pretraining resumes from its own run's checkpoints`,
     );
   }
-  const saved = rec.config as PretrainConfig;
-  const mismatched = RESUME_KEYS.filter((k) =>
-    JSON.stringify(at(saved, k)) !== JSON.stringify(at(run.config, k))
-  );
+  const mismatched = configMismatches(rec.config, run.config, RESUME_KEYS);
   if (mismatched.length) {
     throw new SerializationError(
-      `${path}: the checkpoint does not fit this config: ` +
-        mismatched.map((k) =>
-          `${k} is ${JSON.stringify(at(saved, k))} there, ${JSON.stringify(at(run.config, k))} here`
-        ).join("; "),
+      `${path}: the checkpoint does not fit this config: ${mismatched.join("; ")}`,
     );
   }
   const model = new Map<string, RawTensor>([...(rec.model as Map<string, RawTensor>)]);

@@ -25,9 +25,11 @@ import { MetricsLog, Progress } from "../log/progress.ts";
 import { TensorBoardWriter } from "../log/tensorboard.ts";
 import {
   CheckpointManager,
+  configMismatches,
   loadOptimizerRecord,
   optimizerRecord,
   readCheckpoint,
+  valueAt,
 } from "./checkpoint.ts";
 import { softCrossEntropy, top1PerWidth } from "./probe.ts";
 import { learningRate } from "./schedule.ts";
@@ -92,10 +94,6 @@ const RESUME_KEYS = [
   "data.batch_size",
 ] as const;
 
-function at(obj: unknown, path: string): unknown {
-  return path.split(".").reduce<unknown>((o, k) => (o as Record<string, unknown>)?.[k], obj);
-}
-
 /** What a restored run continues with. */
 interface Resumed {
   step: number;
@@ -111,19 +109,15 @@ interface Resumed {
  */
 export function resumeMismatch(rec: Record<string, unknown>, run: SupervisedRun): string[] {
   if (rec.task !== "supervised") {
-    const method = at(rec, "config.method");
+    const method = valueAt(rec, "config.method");
     return [
       `not a supervised checkpoint (${
         method ? `it holds a '${method}' pretraining run` : "no 'task: supervised' entry"
       })`,
     ];
   }
-  const out = RESUME_KEYS.filter((k) =>
-    JSON.stringify(at(rec.config, k)) !== JSON.stringify(at(run.config, k))
-  ).map((k) =>
-    `${k} is ${JSON.stringify(at(rec.config, k))} there, ${JSON.stringify(at(run.config, k))} here`
-  );
-  const classes = at(rec, "model.config.numClasses");
+  const out = configMismatches(rec.config, run.config, RESUME_KEYS);
+  const classes = valueAt(rec, "model.config.numClasses");
   if (classes !== run.net.slimOptions.numClasses) {
     out.push(`the classifier has ${classes} classes there, ${run.net.slimOptions.numClasses} here`);
   }
@@ -143,7 +137,7 @@ async function restore(
       `${path}: the checkpoint does not fit this run: ${problems.join("; ")}`,
     );
   }
-  const model = at(rec, "model.state_dict") as Map<string, RawTensor>;
+  const model = valueAt(rec, "model.state_dict") as Map<string, RawTensor>;
   scope(() => {
     try {
       run.net.loadStateDict(new Map([...model].map(([k, r]) => [k, fromRaw(r)])));
