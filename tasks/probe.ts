@@ -1,9 +1,12 @@
 /**
- * `deno task probe --model RUN/model.pt [--section.key value …]`: linear evaluation of every width
- * of a pretrained slimmable network (frozen backbone in eval mode, a linear head per width, optional
- * in-place distillation), then top-1 per width on the test split. Writes `probe.json` and the
- * probe network (`probe_model.pt`) into the run folder. `--test-only --model PATH` evaluates a
- * saved probe network (`probe_model.pt`, or a run folder holding one) on the test split instead.
+ * `deno task probe --model RUN/model.pt [--out DIR] [--resume PATH|auto] [--section.key value …]`:
+ * linear evaluation of every width of a pretrained slimmable network (frozen backbone in eval mode,
+ * a linear head per width, optional in-place distillation), then top-1 per width on the test
+ * split. Writes `probe.json` and the probe network (`probe_model.pt`) into the output folder, and
+ * checkpoints of the heads into its `probe_checkpoints/` every `probe.ckpt_every` epochs and at the
+ * end; SIGINT/SIGTERM saves one and stops (exit code 130), `--resume auto` continues exactly. A
+ * folder holding an earlier probe is refused. `--test-only --model PATH` evaluates a saved probe
+ * network (`probe_model.pt`, or a run folder holding one) on the test split instead.
  */
 import { join } from "node:path";
 import { commandHelp, parseCommandLine } from "../lib/config/cli.ts";
@@ -29,7 +32,17 @@ import { atomicWriteFile } from "../lib/serialize/fs.ts";
 import { labeledSplit, openDataset, taskLoader } from "../lib/train/data.ts";
 import { resolveDevice } from "../lib/train/device.ts";
 import { assertClassifier, assertInputChannels } from "../lib/train/eval_setup.ts";
-import { probeNetwork, top1PerWidth, trainProbe } from "../lib/train/probe.ts";
+import { probeNetwork, top1PerWidth } from "../lib/train/probe.ts";
+import { backboneFingerprint, type ProbeIdentity } from "../lib/train/probe_checkpoint.ts";
+import {
+  assertNewProbe,
+  type ProbeCheckpoint,
+  probeCheckpoints,
+  type ProbeRunResult,
+  readProbeCheckpoint,
+  runProbe,
+} from "../lib/train/probe_run.ts";
+import type { CheckpointManager } from "../lib/train/checkpoint.ts";
 import { formatTable, widthRows } from "../lib/train/summary.ts";
 
 /** Settings of `deno task probe`. */
@@ -46,6 +59,11 @@ export const PROBE_SCHEMA = {
     mixed: f.bool(true, "with inplace_distill: average distillation and label losses"),
     reduce: f.str("sum", "combine per-width losses", ["sum", "mean"]),
     cache_features: f.bool(true, "compute frozen features once (no augmentation; fast on CPUs)"),
+    ckpt_every: f.num(1, "checkpoint every N epochs (fractional allowed; 0: only at the end)", {
+      min: 0,
+    }),
+    keep_last: f.int(2, "checkpoints kept", { min: 1 }),
+    max_steps: f.int(0, "stop after N steps with a checkpoint (0: run the schedule)", { min: 0 }),
   },
   run: {
     seed: seedField(),
@@ -54,12 +72,17 @@ export const PROBE_SCHEMA = {
   },
 } as const satisfies Schema;
 
-const USAGE = "deno task probe --model PATH [--out DIR] [--test-only] [--section.key value ...]";
+const USAGE =
+  "deno task probe --model PATH [--out DIR] [--resume PATH|auto] [--test-only] [--section.key value ...]";
 const TASK_HELP =
   `  --model PATH        a model file (a run's model.pt), a checkpoint (supervised, or pretraining:
                       its query/base encoder), an official .pth.tar or a run folder (its
                       model.pt, else its newest checkpoint)
-  --out DIR           where to write probe.json and the heads (default: beside the model)
+  --out DIR           where to write probe.json, probe_model.pt and probe_checkpoints/ (default:
+                      beside the model); a folder holding an earlier probe is refused
+  --resume PATH|auto  continue a probe from a checkpoint ("auto": the newest in the out folder's
+                      probe_checkpoints/, or a new probe when there is none); the --model must be
+                      the backbone it was trained on
   --test-only         evaluate a trained probe (--model: its probe_model.pt, or the folder that
                       holds it) on the test split, per width, without training or writing
   --help              this text`;
@@ -108,11 +131,16 @@ async function testOnly(c: ProbeConfig, modelPath: string): Promise<ProbeReport>
   }
 }
 
-/** Runs the linear probe (or `--test-only` evaluation); returns the JSON written. */
+/**
+ * Runs the linear probe (or `--test-only` evaluation); returns the JSON written. A probe stopped
+ * by a signal or `probe.max_steps` writes a checkpoint only and returns its `status`, `steps`,
+ * `checkpoint` and `out` folder (continue it with `--resume auto`).
+ */
 export async function probe(args: string[]): Promise<ProbeReport | null> {
   const { config: c, flags } = parseCommandLine(PROBE_SCHEMA, args, {
     model: "string",
     out: "string",
+    resume: "string",
     "test-only": "boolean",
     help: "boolean",
   });
@@ -124,6 +152,12 @@ export async function probe(args: string[]): Promise<ProbeReport | null> {
   validateSchedule({ ...c.probe, warmup_epochs: 0 }, "probe");
   if (c.run.threads) setNumThreads(c.run.threads);
   if (flags["test-only"]) return await testOnly(c, flags.model as string);
+  const outDir = (flags.out as string | undefined) ?? modelHome(flags.model as string);
+  const checkpoints = probeCheckpoints(outDir, c.probe.keep_last);
+  const resume = flags.resume === "auto"
+    ? checkpoints.latest()?.path
+    : flags.resume as string | undefined;
+  assertNewProbe(outDir, Boolean(resume));
   manualSeed(c.run.seed);
   const file = resolveModelPath(flags.model as string);
   const pretrained = await loadModel(file);
@@ -143,19 +177,58 @@ export async function probe(args: string[]): Promise<ProbeReport | null> {
     test = await openDataset(c.data, "test");
     net = probeNetwork(pretrained, train.classes.length, file);
     pretrained.dispose();
+    const identity = { config: c, model: file, fingerprint: backboneFingerprint(net), worldSize };
+    // A checkpoint of another backbone or other data is refused before any data is prepared.
+    const resumed = resume ? await readProbeCheckpoint(resume, identity) : undefined;
     if (device !== "cpu") net.to(device);
     const ddp = new DistributedDataParallel(net, group, { broadcastBuffers: false });
     const afterBackward = ddp.active ? () => ddp.allReduceGradients() : undefined;
-    testSplit = labeledSplit(test, 0, c.data.image_size);
-    const outDir = (flags.out as string | undefined) ?? modelHome(flags.model as string);
-    const report = trainAndReport(c, net, train, testSplit, {
+    const started = performance.now();
+    const result = await trainHeads(c, net, train, {
       rank,
-      worldSize,
       device,
       afterBackward,
-      modelPath: file,
+      identity,
+      checkpoints,
+      resume: resumed,
     });
-    if (!report) return null;
+    if (rank !== 0) return null;
+    if (result.status !== "completed") {
+      const why = result.status === "interrupted"
+        ? "stopped by a signal"
+        : "reached probe.max_steps";
+      console.error(
+        `probe: ${why} at step ${result.step} of ${result.totalSteps}; checkpoint ` +
+          `${result.checkpoint}. Continue with --resume auto --out ${outDir}`,
+      );
+      return {
+        status: result.status,
+        steps: result.step,
+        total_steps: result.totalSteps,
+        checkpoint: result.checkpoint,
+        out: outDir,
+      };
+    }
+    testSplit = labeledSplit(test, 0, c.data.image_size);
+    const rows = widthRows(net, c.data.image_size, top1PerWidth(net, testSplit));
+    console.log(formatTable(rows, "probe top-1"));
+    const report: ProbeReport = {
+      status: result.status,
+      model: file,
+      backbone_sha256: identity.fingerprint,
+      dataset: train.name,
+      device,
+      protocol: c.probe.cache_features
+        ? "linear probe on cached frozen features"
+        : `linear probe, ${c.data.recipe}`,
+      widths: rows,
+      backbone_unchanged: true,
+      steps: result.step,
+      checkpoint: result.checkpoint,
+      resumed_from: resume ?? null,
+      seconds: Number(((performance.now() - started) / 1000).toFixed(1)),
+      config: c,
+    };
     await Deno.mkdir(outDir, { recursive: true });
     await atomicWriteFile(
       join(outDir, "probe.json"),
@@ -173,76 +246,72 @@ export async function probe(args: string[]): Promise<ProbeReport | null> {
   }
 }
 
-/** Trains the heads on this rank's data; rank 0 then evaluates and returns the report. */
-function trainAndReport(
+/** Trains (or continues) the heads on this rank's data: cached features or the loader. */
+async function trainHeads(
   c: ProbeConfig,
   net: SlimmableResNet,
   train: Dataset,
-  testSplit: LabeledSplit,
   r: {
     rank: number;
-    worldSize: number;
     device: Device;
     afterBackward?: () => void;
-    modelPath: string;
+    identity: ProbeIdentity;
+    checkpoints: CheckpointManager;
+    resume?: ProbeCheckpoint;
   },
-): ProbeReport | null {
-  const o = {
-    epochs: c.probe.epochs,
-    lr: c.probe.lr,
-    momentum: c.probe.momentum,
-    weightDecay: c.probe.weight_decay,
-    decay: c.probe.decay as "cosine" | "step",
-    milestones: c.probe.milestones,
-    inplaceDistill: c.probe.inplace_distill,
-    mixed: c.probe.mixed,
-    reduce: c.probe.reduce as "sum" | "mean",
-    batchSize: c.data.batch_size,
-    seed: c.run.seed,
+): Promise<ProbeRunResult> {
+  const run = {
+    net,
+    options: {
+      epochs: c.probe.epochs,
+      lr: c.probe.lr,
+      momentum: c.probe.momentum,
+      weightDecay: c.probe.weight_decay,
+      decay: c.probe.decay as "cosine" | "step",
+      milestones: c.probe.milestones,
+      inplaceDistill: c.probe.inplace_distill,
+      mixed: c.probe.mixed,
+      reduce: c.probe.reduce as "sum" | "mean",
+      batchSize: c.data.batch_size,
+      seed: c.run.seed,
+    },
+    identity: r.identity,
+    checkpoints: r.checkpoints,
+    ckptEvery: c.probe.ckpt_every,
+    maxSteps: c.probe.max_steps,
+    resume: r.resume,
+    isMain: r.rank === 0,
+    device: r.device,
+    afterBackward: r.afterBackward,
+    onEpoch: (e: number, loss: number) =>
+      r.rank === 0 && console.error(`probe: epoch ${e + 1} loss ${loss.toFixed(4)}`),
   };
-  const started = performance.now();
-  const log = (e: number, loss: number) =>
-    console.error(`probe: epoch ${e + 1} loss ${loss.toFixed(4)}`);
+  const worldSize = r.identity.worldSize;
   if (c.probe.cache_features) {
-    const cached = shard(labeledSplit(train, 0, c.data.image_size), r.rank, r.worldSize);
+    const cached = shard(labeledSplit(train, 0, c.data.image_size), r.rank, worldSize);
     try {
-      trainProbe(net, o, { cached }, log, r.afterBackward);
+      return await runProbe({ ...run, data: { cached } });
     } finally {
       disposeSplits(cached);
     }
-  } else {
-    const loader = taskLoader(train, c.data, {
-      seed: c.run.seed,
-      rank: r.rank,
-      worldSize: r.worldSize,
-      device: r.device,
-    });
-    try {
-      trainProbe(net, o, { loader, dataset: train }, log, r.afterBackward);
-    } finally {
-      loader.dispose();
-    }
   }
-  if (r.rank !== 0) return null;
-  const rows = widthRows(net, c.data.image_size, top1PerWidth(net, testSplit));
-  console.log(formatTable(rows, "probe top-1"));
-  return {
-    model: r.modelPath,
-    dataset: train.name,
+  const loader = taskLoader(train, c.data, {
+    seed: c.run.seed,
+    rank: r.rank,
+    worldSize,
     device: r.device,
-    protocol: c.probe.cache_features
-      ? "linear probe on cached frozen features"
-      : `linear probe, ${c.data.recipe}`,
-    widths: rows,
-    backbone_unchanged: true,
-    seconds: Number(((performance.now() - started) / 1000).toFixed(1)),
-    config: c,
-  };
+  });
+  try {
+    return await runProbe({ ...run, data: { loader, dataset: train } });
+  } finally {
+    loader.dispose();
+  }
 }
 
 if (import.meta.main) {
   try {
-    await probe(Deno.args);
+    const report = await probe(Deno.args);
+    if (report?.status === "interrupted") Deno.exit(130);
   } catch (e) {
     console.error(`probe: ${(e as Error).message}`);
     Deno.exit(e instanceof ConfigError ? 2 : 1);

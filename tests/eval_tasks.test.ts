@@ -66,6 +66,27 @@ Deno.test("knn and probe tasks evaluate every width of a saved model and write t
     assert.equal(only!.model, join(dir, "probe_model.pt"));
     assert.deepEqual(only!.widths, p!.widths);
     assert.deepEqual((await Deno.stat(join(dir, "probe.json"))).mtime, written);
+    // The probe checkpointed its heads beside its output; a second probe into the same folder is
+    // refused before it loads anything, and the first one's files stay as they were.
+    assert.equal(p!.status, "completed");
+    assert.equal(p!.checkpoint, join(dir, "probe_checkpoints", "ckpt_e0003_s9.pt"));
+    const files = ["probe.json", "probe_model.pt"].map((f) => join(dir, f));
+    const contents = await Promise.all(files.map((f) => Deno.readFile(f)));
+    await assert.rejects(() => probe(["--model", model, "--probe.epochs", "1"]), (e: Error) => {
+      assert.ok(e instanceof ConfigError, String(e));
+      assert.match(
+        e.message,
+        new RegExp(
+          `^${
+            files[0]
+          } already holds an earlier probe's output, which a new probe would replace; ` +
+            `write the new probe elsewhere with --out DIR, or continue that probe with --resume auto`,
+        ),
+      );
+      return true;
+    });
+    for (const [i, f] of files.entries()) assert.deepEqual(await Deno.readFile(f), contents[i], f);
+    assert.deepEqual((await Deno.stat(files[0])).mtime, written);
     // The pretrained encoder is no classifier.
     await assert.rejects(
       () => probe(["--test-only", "--model", model]),

@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
 import { F, liveHandles, manualSeed, models, noGrad, randn, scope } from "../mod.ts";
 import { Generator, randint } from "../lib/random.ts";
-import { workerHandles } from "./_helpers.ts";
+import { leakFree, workerHandles } from "./_helpers.ts";
 import { probe } from "../tasks/probe.ts";
+import { loadOptimizerRecord, optimizerRecord } from "../lib/train/checkpoint.ts";
 import {
   probeNetwork,
+  type ProbeOptions,
+  ProbeTrainer,
   slimmableClassificationLoss,
   softCrossEntropy,
   top1PerWidth,
@@ -130,4 +133,74 @@ Deno.test("probe: an impossible schedule is an error naming the probe's keys", a
     () => probe(["--model", "unused.pt", "--probe.epochs", "90", "--probe.milestones", "30,100"]),
     /'probe\.milestones' \[30,100\] apply to 'probe\.decay': step only/,
   );
+});
+
+Deno.test("ProbeTrainer: steps cut short and continued in a new trainer end on the same heads", () => {
+  manualSeed(3);
+  const pretrained = new models.SlimmableResNet({
+    arch: "resnet18",
+    stem: "small",
+    inChannels: 1,
+    baseWidth: 4,
+    widths: [1, 0.5],
+    head: "mocov2_slim",
+    numClasses: 8,
+  });
+  const [whole, cut] = [probeNetwork(pretrained, 3), probeNetwork(pretrained, 3)];
+  pretrained.dispose();
+  cut.loadStateDict(whole.stateDict()); // the same initial heads
+  const o: ProbeOptions = {
+    epochs: 2.5,
+    lr: 0.5,
+    momentum: 0.9,
+    weightDecay: 1e-4,
+    decay: "cosine",
+    milestones: [],
+    inplaceDistill: true,
+    mixed: true,
+    reduce: "sum",
+    batchSize: 16,
+    seed: 5,
+  };
+  const heads = (net: models.SlimmableResNet) =>
+    [...net.stateDict()].filter(([k]) => k.startsWith("fc."));
+  try {
+    leakFree(() => {
+      const g = new Generator(1);
+      const split = {
+        images: randn([40, 1, 8, 8], { generator: g }),
+        labels: randint(0, 3, [40], { generator: g }),
+        numClasses: 3,
+      };
+      g.dispose();
+      const losses: number[] = [];
+      {
+        using t = new ProbeTrainer(whole, o, { cached: split });
+        assert.equal(t.totalSteps, 5); // 2 steps per epoch (the last batch is dropped)
+        for (const s of t.steps()) losses.push(s.loss);
+      }
+      // Three steps, then the heads and optimizer state move to a fresh trainer on another network
+      // (as a checkpoint carries them) and it continues from step 3, in the third epoch.
+      let state: unknown;
+      {
+        using t = new ProbeTrainer(cut, o, { cached: split });
+        for (const s of t.steps()) if (s.step === 3) break;
+        state = optimizerRecord(t.optimizer);
+      }
+      const saved = heads(cut).map(([k, v]) => [k, v.clone()] as const);
+      for (const [, v] of heads(cut)) noGrad(() => v.zero_());
+      cut.loadStateDict(new Map(saved), false);
+      using t = new ProbeTrainer(cut, o, { cached: split });
+      loadOptimizerRecord(t.optimizer, state);
+      const rest = [...t.steps(3)];
+      assert.deepEqual(rest.map((s) => [s.step, s.epoch]), [[4, 1], [5, 2]]);
+      assert.deepEqual(rest.map((s) => s.loss), losses.slice(3));
+      for (const [[k, a], [, b]] of heads(whole).map((e, i) => [e, heads(cut)[i]])) {
+        assert.ok(a.equal(b), k);
+      }
+    });
+  } finally {
+    whole.dispose();
+    cut.dispose();
+  }
 });

@@ -71,24 +71,31 @@ export function softCrossEntropy(logits: Tensor, target: Tensor): Tensor {
 }
 
 /**
- * The loss over all widths' logits (widest first): CE at the full width; per sub-width CE, soft CE
- * to the full width's predictions (in-place distillation), or their mean (`mixed`, spec §3.5).
+ * Each width's loss term (widest first): CE at the full width; per sub-width CE, soft CE to the
+ * full width's predictions (in-place distillation), or their mean (`mixed`, spec §3.5). Call it
+ * inside a scope: the terms and their intermediates belong to the caller's.
  */
+export function classificationTerms(
+  logits: Tensor[],
+  labels: Tensor,
+  o: Pick<ProbeOptions, "inplaceDistill" | "mixed">,
+): Tensor[] {
+  const teacher = logits[0].detach().softmax(1);
+  return logits.map((l, i) => {
+    if (i === 0 || !o.inplaceDistill) return F.crossEntropy(l, labels);
+    if (o.mixed) return softCrossEntropy(l, teacher).add(F.crossEntropy(l, labels)).mul(0.5);
+    return softCrossEntropy(l, teacher);
+  });
+}
+
+/** The sum (or mean, `reduce`) of `classificationTerms` over all widths. */
 export function slimmableClassificationLoss(
   logits: Tensor[],
   labels: Tensor,
   o: Pick<ProbeOptions, "inplaceDistill" | "mixed" | "reduce">,
 ): Tensor {
   return scope(() => {
-    const teacher = logits[0].detach().softmax(1);
-    let total = F.crossEntropy(logits[0], labels);
-    for (const l of logits.slice(1)) {
-      let term: Tensor;
-      if (!o.inplaceDistill) term = F.crossEntropy(l, labels);
-      else if (o.mixed) term = softCrossEntropy(l, teacher).add(F.crossEntropy(l, labels)).mul(0.5);
-      else term = softCrossEntropy(l, teacher);
-      total = total.add(term);
-    }
+    const total = classificationTerms(logits, labels, o).reduce((a, b) => a.add(b));
     return o.reduce === "mean" ? total.div(logits.length) : total;
   });
 }
@@ -127,18 +134,19 @@ export function top1PerWidth(
       out.set(
         w,
         net.withWidth(w, () =>
-          noGrad(() =>
-            scope(() => {
-              let correct = 0;
-              for (let i = 0; i < test.images.shape[0]; i += batch) {
-                const n = Math.min(batch, test.images.shape[0] - i);
+          noGrad(() => {
+            let correct = 0;
+            for (let i = 0; i < test.images.shape[0]; i += batch) {
+              const n = Math.min(batch, test.images.shape[0] - i);
+              // One scope per batch: a batch's device copies go before the next one comes.
+              correct += scope(() => {
                 const x = onDevice(test.images.narrow(0, i, n), device);
                 const y = onDevice(test.labels.narrow(0, i, n), device);
-                correct += net.forward(x).argmax(1).eq(y).sum().item();
-              }
-              return correct / test.images.shape[0];
-            })
-          )),
+                return net.forward(x).argmax(1).eq(y).sum().item();
+              });
+            }
+            return correct / test.images.shape[0];
+          })),
       );
     }
   } finally {
@@ -147,101 +155,211 @@ export function top1PerWidth(
   return out;
 }
 
+/** The data a probe trains on: cached backbone features' source split, or a loader. */
+export type ProbeData = { cached: LabeledSplit } | { loader: Loader; dataset: Dataset };
+
+/** One optimizer step of the heads, as `ProbeTrainer.steps` reports it. */
+export interface ProbeStep {
+  /** Steps done so far (1 after the first). */
+  step: number;
+  /** The epoch this step belongs to (0-based). */
+  epoch: number;
+  loss: number;
+}
+
 /**
- * Trains the heads. With `cached` the backbone features are computed once per width (no
- * augmentation: fast on a CPU) and kept on the network's device; otherwise batches come from
- * `loader` (the `linear` recipe; give it the network's device) and the frozen backbone runs every
- * step. Labels follow the logits to their device. Returns the mean loss of the last epoch.
+ * The heads' training loop, one optimizer step at a time, so that a runner can checkpoint and stop
+ * between steps. With `cached` the backbone features are computed once per width (no augmentation:
+ * fast on a CPU) and kept on the network's device; otherwise batches come from `loader` (the
+ * `linear` recipe; give it the network's device) and the frozen backbone runs every step. Labels
+ * follow the logits to their device.
+ *
+ * The batch order is a function of the seed and the epoch alone (cached: a permutation seeded by
+ * seed and epoch; loader: its per-epoch shuffle and augmentation seeds), so the step count, the
+ * heads and the optimizer state are all a run needs to continue exactly.
+ */
+export class ProbeTrainer implements Disposable {
+  /** SGD over the heads' parameters (its state goes into checkpoints). */
+  readonly optimizer: SGD;
+  /** Optimizer steps per epoch. */
+  readonly stepsPerEpoch: number;
+  /** Optimizer steps of the whole schedule. */
+  readonly totalSteps: number;
+  readonly #feats: Tensor[] = [];
+  readonly #snapshot: Map<string, Tensor>;
+
+  constructor(
+    readonly net: SlimmableResNet,
+    readonly options: ProbeOptions,
+    readonly data: ProbeData,
+    /** Called after each backward pass (data parallelism averages the heads' gradients here). */
+    readonly afterBackward?: () => void,
+  ) {
+    const o = options;
+    this.stepsPerEpoch = "cached" in data
+      ? Math.floor(data.cached.images.shape[0] / o.batchSize)
+      : data.loader.batchesPerEpoch;
+    if (this.stepsPerEpoch < 1) {
+      throw new RangeError(
+        `an epoch of the probe has no complete batch of ${o.batchSize}; lower 'data.batch_size'`,
+      );
+    }
+    this.totalSteps = Math.max(1, Math.ceil(o.epochs * this.stepsPerEpoch));
+    const heads = net.parameters().filter((p) => p.requiresGrad);
+    this.optimizer = new SGD(heads, {
+      lr: o.lr,
+      momentum: o.momentum,
+      weight_decay: o.weightDecay,
+    });
+    this.#snapshot = backboneSnapshot(net);
+    try {
+      if ("cached" in data) {
+        const device = deviceOf(net);
+        for (const w of net.widths) {
+          this.#feats.push(
+            scope(() =>
+              net.withWidth(w, () => onDevice(extractFeatures(net, data.cached.images), device))
+            ).keep(),
+          );
+        }
+      }
+    } catch (e) {
+      this[Symbol.dispose]();
+      throw e;
+    }
+  }
+
+  /**
+   * Runs the schedule from step `from` (0: the start) to its end, yielding after each optimizer
+   * step. Leaving the loop early stops cleanly (a loader's batches in flight are freed).
+   */
+  *steps(from = 0): IterableIterator<ProbeStep> {
+    const spe = this.stepsPerEpoch;
+    const total = this.totalSteps;
+    let step = from;
+    for (let epoch = Math.floor(from / spe); step < total; epoch++) {
+      const skip = step - epoch * spe;
+      if ("cached" in this.data) {
+        using g = new Generator(this.options.seed * 7919 + epoch);
+        using order = randperm(this.data.cached.images.shape[0], { generator: g });
+        for (let b = skip; b < spe && step < total; b++) {
+          const loss = this.#cachedStep(order, b, step);
+          yield { step: ++step, epoch, loss };
+        }
+      } else {
+        for (const batch of this.data.loader.epoch(epoch, { skip })) {
+          let loss: number;
+          try {
+            loss = this.#loaderStep(batch.views[0], batch.labels, step);
+          } finally {
+            batch.dispose();
+          }
+          yield { step: ++step, epoch, loss };
+          if (step >= total) break;
+        }
+      }
+    }
+  }
+
+  /** Throws if anything outside the heads changed since construction. */
+  assertBackboneUnchanged(): void {
+    const changed = changedBackbone(this.net, this.#snapshot);
+    if (changed.length) {
+      throw new Error(`the probe changed the frozen backbone: ${changed.slice(0, 5).join(", ")}`);
+    }
+  }
+
+  /** Frees the optimizer, the cached features and the backbone snapshot. */
+  [Symbol.dispose](): void {
+    this.optimizer.dispose();
+    for (const f of this.#feats) f.dispose();
+    this.#feats.length = 0;
+    for (const t of this.#snapshot.values()) t.dispose();
+    this.#snapshot.clear();
+  }
+
+  #cachedStep(order: Tensor, b: number, step: number): number {
+    const { net, options: o } = this;
+    const data = this.data as { cached: LabeledSplit };
+    return scope(() => {
+      const device = deviceOf(net);
+      const idx = order.narrow(0, b * o.batchSize, o.batchSize);
+      const rows = onDevice(idx, device);
+      const head = net.fc!;
+      const logits = net.widths.map((w, i) =>
+        net.withWidth(w, () => head.forward(this.#feats[i].indexSelect(0, rows)))
+      );
+      return this.#update(step, logits, onDevice(data.cached.labels.indexSelect(0, idx), device));
+    });
+  }
+
+  #loaderStep(x: Tensor, y: Tensor, step: number): number {
+    const net = this.net;
+    return scope(() => {
+      const logits = net.widths.map((w) => net.withWidth(w, () => net.forward(x)));
+      return this.#update(step, logits, onDevice(y, deviceOf(net)));
+    });
+  }
+
+  /** One optimizer step of the heads on the widths' logits at `step`; returns the loss. */
+  #update(step: number, logits: Tensor[], labels: Tensor): number {
+    const opt = this.optimizer;
+    opt.setLr(schedule(this.options, step, this.totalSteps, this.stepsPerEpoch));
+    const loss = slimmableClassificationLoss(logits, labels, this.options);
+    opt.zeroGrad();
+    loss.backward();
+    this.afterBackward?.();
+    opt.step();
+    return loss.item();
+  }
+}
+
+/** Loss sum and step count of the epoch in progress (kept in probe checkpoints). */
+export interface EpochLoss {
+  sum: number;
+  steps: number;
+}
+
+/**
+ * Adds `s` to the epoch's running loss; at the epoch's end (or the schedule's) returns the
+ * epoch's mean and resets the sum, otherwise returns null.
+ */
+export function addEpochLoss(
+  acc: EpochLoss,
+  s: ProbeStep,
+  t: Pick<ProbeTrainer, "stepsPerEpoch" | "totalSteps">,
+): number | null {
+  acc.sum += s.loss;
+  acc.steps++;
+  if (s.step % t.stepsPerEpoch !== 0 && s.step !== t.totalSteps) return null;
+  const mean = acc.sum / acc.steps;
+  acc.sum = 0;
+  acc.steps = 0;
+  return mean;
+}
+
+/**
+ * Trains the heads for the whole schedule at once (see `ProbeTrainer`; `runProbe` adds
+ * checkpoints, resume and stop signals). Returns the mean loss of the last epoch.
  */
 export function trainProbe(
   net: SlimmableResNet,
   o: ProbeOptions,
-  data: { cached: LabeledSplit } | { loader: Loader; dataset: Dataset },
+  data: ProbeData,
   onEpoch?: (epoch: number, loss: number) => void,
   /** Called after each backward pass (data parallelism averages the heads' gradients here). */
   afterBackward?: () => void,
 ): number {
-  const heads = net.parameters().filter((p) => p.requiresGrad);
-  const opt = new SGD(heads, { lr: o.lr, momentum: o.momentum, weight_decay: o.weightDecay });
-  const snapshot = backboneSnapshot(net);
-  const device = deviceOf(net);
-  /** One optimizer step of the heads on the widths' logits; returns the loss. */
-  const update = (logits: Tensor[], labels: Tensor): number => {
-    const loss = slimmableClassificationLoss(logits, labels, o);
-    opt.zeroGrad();
-    loss.backward();
-    afterBackward?.();
-    opt.step();
-    return loss.item();
-  };
+  using trainer = new ProbeTrainer(net, o, data, afterBackward);
+  const acc = { sum: 0, steps: 0 };
   let last = NaN;
-  try {
-    if ("cached" in data) {
-      const feats = net.widths.map((w) =>
-        scope(() =>
-          net.withWidth(w, () => onDevice(extractFeatures(net, data.cached.images), device))
-        ).keep()
-      );
-      try {
-        const n = data.cached.images.shape[0];
-        const steps = Math.floor(n / o.batchSize);
-        const total = Math.max(1, Math.ceil(o.epochs * steps));
-        for (let step = 0, epoch = 0; step < total; epoch++) {
-          using g = new Generator(o.seed * 7919 + epoch);
-          using order = randperm(n, { generator: g });
-          let sum = 0, count = 0;
-          for (let b = 0; b < steps && step < total; b++, step++) {
-            opt.setLr(schedule(o, step, total, steps));
-            sum += scope(() => {
-              const idx = order.narrow(0, b * o.batchSize, o.batchSize);
-              const rows = onDevice(idx, device);
-              const head = net.fc!;
-              const logits = net.widths.map((w, i) =>
-                net.withWidth(w, () => head.forward(feats[i].indexSelect(0, rows)))
-              );
-              return update(logits, onDevice(data.cached.labels.indexSelect(0, idx), device));
-            });
-            count++;
-          }
-          last = sum / Math.max(1, count);
-          onEpoch?.(epoch, last);
-        }
-      } finally {
-        feats.forEach((f) => f.dispose());
-      }
-    } else {
-      const steps = data.loader.batchesPerEpoch;
-      const total = Math.max(1, Math.ceil(o.epochs * steps));
-      for (let step = 0, epoch = 0; step < total; epoch++) {
-        let sum = 0, count = 0;
-        for (const batch of data.loader.epoch(epoch)) {
-          try {
-            if (step >= total) break;
-            opt.setLr(schedule(o, step, total, steps));
-            sum += scope(() => {
-              const logits = net.widths.map((w) =>
-                net.withWidth(w, () => net.forward(batch.views[0]))
-              );
-              return update(logits, onDevice(batch.labels, device));
-            });
-            count++;
-            step++;
-          } finally {
-            batch.dispose();
-          }
-        }
-        last = sum / Math.max(1, count);
-        onEpoch?.(epoch, last);
-      }
-    }
-    const changed = changedBackbone(net, snapshot);
-    if (changed.length) {
-      throw new Error(`the probe changed the frozen backbone: ${changed.slice(0, 5).join(", ")}`);
-    }
-  } finally {
-    opt.dispose();
-    for (const t of snapshot.values()) t.dispose();
+  for (const s of trainer.steps()) {
+    const mean = addEpochLoss(acc, s, trainer);
+    if (mean === null) continue;
+    last = mean;
+    onEpoch?.(s.epoch, mean);
   }
+  trainer.assertBackboneUnchanged();
   return last;
 }
 

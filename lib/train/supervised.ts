@@ -31,7 +31,7 @@ import {
   readCheckpoint,
   valueAt,
 } from "./checkpoint.ts";
-import { softCrossEntropy, top1PerWidth } from "./probe.ts";
+import { classificationTerms, top1PerWidth } from "./probe.ts";
 import { learningRate } from "./schedule.ts";
 import { StopSignals } from "./stop_signals.ts";
 import {
@@ -162,18 +162,6 @@ async function restore(
   };
 }
 
-/**
- * Per-width losses of one batch (widest first): cross-entropy at the full width; at each
- * sub-width cross-entropy, or with `inplaceDistill` soft cross-entropy to the full width's
- * predictions.
- */
-export function widthLosses(logits: Tensor[], labels: Tensor, inplaceDistill: boolean): Tensor[] {
-  const teacher = inplaceDistill ? logits[0].detach().softmax(1) : null;
-  return logits.map((l, i) =>
-    i === 0 || !teacher ? F.crossEntropy(l, labels) : softCrossEntropy(l, teacher)
-  );
-}
-
 /** Runs (or continues) supervised training until the schedule ends, `max_steps`, or a signal. */
 export async function runSupervised(run: SupervisedRun): Promise<SupervisedResult> {
   const c = run.config;
@@ -256,7 +244,10 @@ export async function runSupervised(run: SupervisedRun): Promise<SupervisedResul
       const labels = device === "cpu" ? y : y.to(device);
       const losses = () => {
         const logits = net.widths.map((w) => net.withWidth(w, () => net.forward(x)));
-        return widthLosses(logits, labels, c.model.inplace_distill);
+        return classificationTerms(logits, labels, {
+          inplaceDistill: c.model.inplace_distill,
+          mixed: false,
+        });
       };
       const terms = amp === "none"
         ? losses()

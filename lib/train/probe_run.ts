@@ -1,0 +1,170 @@
+/**
+ * A linear probe as a resumable run: the heads train one step at a time (`ProbeTrainer`), with
+ * checkpoints every N epochs and at the end (atomic; the last K kept) in the output folder's
+ * `probe_checkpoints/`, exact resume from one, `max_steps`, and a clean stop with a checkpoint on
+ * SIGINT/SIGTERM. A new probe never replaces an earlier one's output (`assertNewProbe`).
+ */
+import { join } from "node:path";
+import { ConfigError } from "../config/schema.ts";
+import type { Device } from "../dtype.ts";
+import type { SlimmableResNet } from "../models/slimmable_resnet.ts";
+import { CheckpointManager, readCheckpoint } from "./checkpoint.ts";
+import {
+  addEpochLoss,
+  type EpochLoss,
+  type ProbeData,
+  type ProbeOptions,
+  ProbeTrainer,
+} from "./probe.ts";
+import {
+  assertProbeResumable,
+  loadProbeRecord,
+  type ProbeIdentity,
+  probeRecord,
+} from "./probe_checkpoint.ts";
+import { StopSignals } from "./stop_signals.ts";
+
+/** The folder (inside a probe's output folder) that holds its checkpoints. */
+export const PROBE_CHECKPOINTS = "probe_checkpoints";
+
+/** The files a finished probe writes into its output folder. */
+export const PROBE_OUTPUTS = ["probe.json", "probe_model.pt"] as const;
+
+/** The checkpoints of the probe writing into `outDir`. */
+export function probeCheckpoints(outDir: string, keepLast = 2): CheckpointManager {
+  return new CheckpointManager(join(outDir, PROBE_CHECKPOINTS), keepLast);
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Refuses to start a new probe whose output folder holds an earlier probe's results or
+ * checkpoints (it would replace them); the error names the file and suggests `--out` or
+ * `--resume auto`. Resuming (`resuming`: a checkpoint to continue from was found) is allowed.
+ */
+export function assertNewProbe(outDir: string, resuming: boolean): void {
+  if (resuming) return;
+  for (const name of [...PROBE_OUTPUTS, PROBE_CHECKPOINTS]) {
+    const path = join(outDir, name);
+    if (!exists(path)) continue;
+    const what = name === PROBE_CHECKPOINTS
+      ? "holds an unfinished probe's checkpoints"
+      : "already holds an earlier probe's output";
+    throw new ConfigError(
+      `${path} ${what}, which a new probe would replace; write the new probe elsewhere with ` +
+        `--out DIR, or continue that probe with --resume auto`,
+    );
+  }
+}
+
+/** Everything a resumable probe needs. */
+export interface ProbeRun {
+  /** The probe network (frozen backbone, one head per width), on `device`. */
+  net: SlimmableResNet;
+  options: ProbeOptions;
+  data: ProbeData;
+  /** Saved in each checkpoint and checked against the one resumed from. */
+  identity: ProbeIdentity;
+  /** Where checkpoints go (`probeCheckpoints(outDir, keepLast)`). */
+  checkpoints: CheckpointManager;
+  /** Checkpoint every this many epochs (fractional allowed); 0: only at the end. */
+  ckptEvery: number;
+  /** Stop after this many steps with a checkpoint (0: the schedule). */
+  maxSteps?: number;
+  /** The checkpoint to continue from (`readProbeCheckpoint`). */
+  resume?: ProbeCheckpoint;
+  /** Only rank 0 writes checkpoints (default true). */
+  isMain?: boolean;
+  /** The device the network lives on (optimizer state is restored there; default the CPU). */
+  device?: Device;
+  /** Called after each backward pass (data parallelism averages the heads' gradients here). */
+  afterBackward?: () => void;
+  /** Called at the end of each epoch with its mean loss. */
+  onEpoch?: (epoch: number, loss: number) => void;
+}
+
+/** A probe checkpoint read from `path` and checked against the probe that continues it. */
+export interface ProbeCheckpoint {
+  path: string;
+  record: Record<string, unknown>;
+}
+
+/**
+ * Reads the checkpoint at `path` and checks that it can continue a probe of `identity` (same
+ * backbone, data settings, seed and process count); throws an error naming the files otherwise.
+ */
+export async function readProbeCheckpoint(
+  path: string,
+  identity: ProbeIdentity,
+): Promise<ProbeCheckpoint> {
+  const record = await readCheckpoint(path);
+  assertProbeResumable(record, identity, path);
+  return { path, record };
+}
+
+/** How a probe run ended. */
+export interface ProbeRunResult {
+  status: "completed" | "interrupted" | "max_steps";
+  /** Steps done (of `totalSteps`). */
+  step: number;
+  totalSteps: number;
+  epoch: number;
+  /** The newest checkpoint written (or found, when nothing was left to do). */
+  checkpoint: string | null;
+}
+
+/**
+ * Trains (or continues) the heads until the schedule ends, `maxSteps`, or a stop signal; a
+ * checkpoint is written every `ckptEvery` epochs and whenever the run ends.
+ */
+export async function runProbe(run: ProbeRun): Promise<ProbeRunResult> {
+  const isMain = run.isMain ?? true;
+  // Listen first: a signal during feature extraction stops the run after its first step.
+  using signals = new StopSignals();
+  using trainer = new ProbeTrainer(run.net, run.options, run.data, run.afterBackward);
+  let step = 0;
+  let epochLoss: EpochLoss = { sum: 0, steps: 0 };
+  if (run.resume) {
+    const { record, path } = run.resume;
+    ({ step, epochLoss } = loadProbeRecord(
+      record,
+      run.net,
+      trainer.optimizer,
+      run.device ?? "cpu",
+      path,
+    ));
+  }
+  const { stepsPerEpoch, totalSteps } = trainer;
+  const lastStep = run.maxSteps ? Math.min(totalSteps, run.maxSteps) : totalSteps;
+  const ckptEvery = run.ckptEvery > 0 ? Math.max(1, Math.round(run.ckptEvery * stepsPerEpoch)) : 0;
+  const epochAt = (s: number) => s / stepsPerEpoch;
+  let checkpoint: string | null = run.resume?.path ?? null;
+  const save = async () => {
+    if (!isMain) return;
+    const record = probeRecord(run.net, trainer.optimizer, run.identity, epochAt(step), epochLoss);
+    checkpoint = await run.checkpoints.save(Math.floor(epochAt(step)), step, record);
+  };
+
+  if (step < lastStep) {
+    for (const s of trainer.steps(step)) {
+      step = s.step;
+      const mean = addEpochLoss(epochLoss, s, trainer);
+      if (mean !== null) run.onEpoch?.(s.epoch, mean);
+      if (step >= lastStep) break;
+      if (ckptEvery && step % ckptEvery === 0) await save();
+      await signals.poll();
+      if (signals.stopped) break;
+    }
+  }
+  trainer.assertBackboneUnchanged();
+  const status = step >= totalSteps ? "completed" : signals.stopped ? "interrupted" : "max_steps";
+  await save();
+  return { status, step, totalSteps, epoch: epochAt(step), checkpoint };
+}
