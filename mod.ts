@@ -20,4 +20,5 @@ export * as ssl from "./lib/ssl/mod.ts";
 export * as dist from "./lib/dist/mod.ts";
 export * from "./lib/amp.ts";
 export * as evaluation from "./lib/eval/mod.ts";
+export * as train from "./lib/train/mod.ts";
 export * as tasks from "./tasks/mod.ts";

@@ -83,3 +83,19 @@ Deno.test("every task is importable from mod.ts and prints its --help", async ()
     console.log = log;
   }
 });
+
+Deno.test("the training loops and their pieces are importable from mod.ts", async () => {
+  const { train } = await import("../mod.ts");
+  for (
+    const f of [
+      train.runPretrain,
+      train.runSupervised,
+      train.runProbe,
+      train.knnPerWidth,
+      train.buildMethod,
+      train.openDataset,
+      train.learningRate,
+    ]
+  ) assert.equal(typeof f, "function");
+  assert.equal(typeof train.CheckpointManager, "function");
+});
