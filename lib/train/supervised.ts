@@ -11,7 +11,6 @@ import type { SupervisedConfig } from "../config/supervised.ts";
 import { type AmpSetting, autocast, GradScaler, resolveAmp } from "../amp.ts";
 import type { Loader } from "../data/mod.ts";
 import type { Device } from "../dtype.ts";
-import * as F from "../functional.ts";
 import { modelRecord } from "../models/model_file.ts";
 import type { SlimmableResNet } from "../models/slimmable_resnet.ts";
 import { clipGradNorm, type Optimizer } from "../optim.ts";
