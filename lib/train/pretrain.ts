@@ -36,13 +36,15 @@ import {
   EpochLog,
   type EpochLogState,
   epochScalars,
+  type LoopEnd,
+  type LoopOptions,
 } from "./run_metrics.ts";
 import type { LabeledSplit, TwoViewSource } from "./source.ts";
 import { knnPerWidth } from "./monitor.ts";
 import { recalibrateBatchNorm, withRecalibratedBatchNorm } from "../eval/bn_recalibration.ts";
 
 /** Everything a pretraining run needs. */
-export interface PretrainRun {
+export interface PretrainRun extends LoopOptions {
   config: PretrainConfig;
   /** Folder of this run (created; checkpoints, metrics, config and summary go here). */
   runDir: string;
@@ -51,32 +53,14 @@ export interface PretrainRun {
   source: TwoViewSource;
   /** kNN monitor data (bank and queries); no monitor without it. */
   knn?: { train: LabeledSplit; test: LabeledSplit };
-  /** A checkpoint file to continue from, or "auto" for the newest in the run folder. */
-  resume?: string;
-  /** Show the live progress line (default true). */
-  progress?: boolean;
-  /** Only rank 0 writes files and logs (default true). */
-  isMain?: boolean;
-  /** The device the method lives on (autocast's device). */
-  device?: Device;
-  /** Data parallelism: buffers synced before each step, gradients averaged after backward. */
-  ddp?: { syncBuffers(): void; allReduceGradients(): void; readonly active: boolean };
 }
 
 /** How a run ended, with its last metrics. */
-export interface PretrainResult {
-  status: "completed" | "interrupted" | "max_steps";
-  step: number;
-  epoch: number;
+export interface PretrainResult extends LoopEnd {
   /** kNN top-1 (0–1) per width at the last evaluation. */
   knn: Map<number, number> | null;
-  /** The best full-width kNN top-1 of any evaluation so far, and its step. */
-  best: BestMetric | null;
   lastMetrics: StepMetrics | null;
-  /** The newest checkpoint written. */
-  checkpoint: string | null;
   dataWaitSeconds: number;
-  wallSeconds: number;
 }
 
 /** Settings a checkpoint must share with the config that resumes it. */

@@ -1,4 +1,34 @@
-/** Bookkeeping both training loops share: per-epoch means and the best monitored metric. */
+/**
+ * What the training loops share: their common options and outcome, per-epoch means and the best
+ * monitored metric.
+ */
+import type { Device } from "../dtype.ts";
+
+/** What every training loop takes besides its model, optimizer and data. */
+export interface LoopOptions {
+  /** A checkpoint file to continue from, or "auto" for the newest in the run folder. */
+  resume?: string;
+  /** Show the live progress line (default true). */
+  progress?: boolean;
+  /** Only rank 0 writes files and logs (default true). */
+  isMain?: boolean;
+  /** The device the model lives on (autocast's device; default the CPU). */
+  device?: Device;
+  /** Data parallelism: buffers synced before each step, gradients averaged after backward. */
+  ddp?: { syncBuffers(): void; allReduceGradients(): void; readonly active: boolean };
+}
+
+/** How a training loop ended. */
+export interface LoopEnd {
+  status: "completed" | "interrupted" | "max_steps";
+  step: number;
+  epoch: number;
+  /** The best widest-width monitor value of any evaluation so far, and its step. */
+  best: BestMetric | null;
+  /** The newest checkpoint written. */
+  checkpoint: string | null;
+  wallSeconds: number;
+}
 
 /** The best value of a monitored metric (top-1, 0–1) and its step, kept across resumes. */
 export interface BestMetric {

@@ -39,11 +39,13 @@ import {
   EpochLog,
   type EpochLogState,
   epochScalars,
+  type LoopEnd,
+  type LoopOptions,
 } from "./run_metrics.ts";
 import type { LabeledSplit } from "./source.ts";
 
 /** Everything a supervised run needs. */
-export interface SupervisedRun {
+export interface SupervisedRun extends LoopOptions {
   config: SupervisedConfig;
   /** Folder of this run (created; checkpoints, metrics and config go here). */
   runDir: string;
@@ -54,32 +56,14 @@ export interface SupervisedRun {
   loader: Loader;
   /** Test split for top-1 per width (in host memory); no evaluation without it. */
   test?: LabeledSplit;
-  /** A checkpoint file to continue from, or "auto" for the newest in the run folder. */
-  resume?: string;
-  /** Show the live progress line (default true). */
-  progress?: boolean;
-  /** Only rank 0 writes files and logs (default true). */
-  isMain?: boolean;
   /** Processes that train together (for images/s; default 1). */
   worldSize?: number;
-  /** The device the network lives on (autocast's device; default the CPU). */
-  device?: Device;
-  /** Data parallelism: buffers synced before each step, gradients averaged after backward. */
-  ddp?: { syncBuffers(): void; allReduceGradients(): void; readonly active: boolean };
 }
 
 /** How a run ended. */
-export interface SupervisedResult {
-  status: "completed" | "interrupted" | "max_steps";
-  step: number;
-  epoch: number;
+export interface SupervisedResult extends LoopEnd {
   /** Test top-1 (0–1) per width at the last evaluation. */
   top1: Map<number, number> | null;
-  /** The best full-width test top-1 (0–1) of any evaluation so far, and its step. */
-  best: BestMetric | null;
-  /** The newest checkpoint written. */
-  checkpoint: string | null;
-  wallSeconds: number;
 }
 
 /** Settings (and the class count) a checkpoint must share with the run that resumes it. */
