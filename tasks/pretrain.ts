@@ -128,7 +128,7 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
       ddp,
       device,
     });
-    if (rank !== 0) return null;
+    // Every rank stopped after the same step; each exits 130, rank 0 tells how to continue.
     if (result.status === "interrupted") {
       log(
         `pretrain: stopped by a signal at step ${result.step}; checkpoint ${result.checkpoint}. ` +
@@ -136,6 +136,7 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
       );
       return { runDir, summaryPath: "", result, config };
     }
+    if (rank !== 0) return null;
     await saveModel(join(runDir, "model.pt"), method.encoder);
     const rows = widthRows(method.encoder, config.data.image_size, result.knn);
     const summaryPath = await writeSummary(runDir, {

@@ -183,11 +183,13 @@ export async function probe(args: string[]): Promise<ProbeReport | null> {
     if (device !== "cpu") net.to(device);
     const ddp = new DistributedDataParallel(net, group, { broadcastBuffers: false });
     const afterBackward = ddp.active ? () => ddp.allReduceGradients() : undefined;
+    const anyRank = ddp.active ? (flag: boolean) => ddp.anyRank(flag) : undefined;
     const started = performance.now();
     const result = await trainHeads(c, net, train, {
       rank,
       device,
       afterBackward,
+      anyRank,
       identity,
       checkpoints,
       resume: resumed,
@@ -255,6 +257,7 @@ async function trainHeads(
     rank: number;
     device: Device;
     afterBackward?: () => void;
+    anyRank?: (flag: boolean) => boolean;
     identity: ProbeIdentity;
     checkpoints: CheckpointManager;
     resume?: ProbeCheckpoint;
@@ -283,6 +286,7 @@ async function trainHeads(
     isMain: r.rank === 0,
     device: r.device,
     afterBackward: r.afterBackward,
+    anyRank: r.anyRank,
     onEpoch: (e: number, loss: number) =>
       r.rank === 0 && console.error(`probe: epoch ${e + 1} loss ${loss.toFixed(4)}`),
   };

@@ -147,7 +147,7 @@ export async function trainSupervised(args: string[]): Promise<SupervisedOutcome
     } finally {
       loader.dispose();
     }
-    if (rank !== 0) return null;
+    // Every rank stopped after the same step; each exits 130, rank 0 tells how to continue.
     if (result.status === "interrupted") {
       log(
         `supervised: stopped by a signal at step ${result.step}; checkpoint ${result.checkpoint}. ` +
@@ -155,6 +155,7 @@ export async function trainSupervised(args: string[]): Promise<SupervisedOutcome
       );
       return { runDir, summaryPath: "", result, config: c };
     }
+    if (rank !== 0) return null;
     const rows = widthRows(net, c.data.image_size, result.top1);
     console.log(formatTable(rows, "top-1"));
     await saveModel(join(runDir, "model.pt"), net);

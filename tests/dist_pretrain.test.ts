@@ -132,3 +132,51 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "a stop signal that reaches one rank stops every rank after the same step, with a checkpoint",
+  ignore: !hasBackend("gloo"),
+  fn: async () => {
+    const { spawnRanks } = await import("../lib/dist/launcher.ts");
+    const dir = await Deno.makeTempDir();
+    const lines: string[] = [];
+    const ranks = spawnRanks({
+      nproc: 2,
+      command: [
+        Deno.execPath(),
+        "run",
+        "-A",
+        join(root, "tasks/pretrain.ts"),
+        ...["--run.out", dir, "--run.name", "stop", "--data.subset", "256"],
+        ...["--data.batch_size", "32", "--ssl.queue", "128", "--model.base_width", "4"],
+        ...["--model.widths", "1,0.5", "--schedule.epochs", "500", "--run.knn_every", "0"],
+        ...["--run.ckpt_every", "0", "--run.threads", "1", "--run.log_every", "1", "--quiet"],
+      ],
+      onLine: (rank, _stream, line) => lines.push(`[${rank}] ${line}`),
+      failFast: false,
+    });
+    // Without agreement, rank 0 would wait in the next gradient all-reduce for a rank that left.
+    const deadline = setTimeout(() => ranks.stopAll(), 120_000);
+    try {
+      const metrics = join(dir, "stop", "metrics.jsonl");
+      for (let i = 0; i < 1200 && readMetrics(metrics).length < 3; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      ranks.kill(1, "SIGTERM");
+      const exits = await ranks.wait();
+      assert.deepEqual(
+        exits.map((e) => [e.code, e.stopped]),
+        [[130, false], [130, false]],
+        lines.join("\n"),
+      );
+      const ckpts = [...Deno.readDirSync(join(dir, "stop", "checkpoints"))].map((e) => e.name);
+      assert.equal(ckpts.length, 1, ckpts.join(", "));
+      const steps = readMetrics(metrics).filter((r) => r.kind === "train").map((r) => r.step);
+      assert.match(ckpts[0], new RegExp(`_s${steps[steps.length - 1]}\\.pt$`));
+    } finally {
+      clearTimeout(deadline);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

@@ -5,7 +5,8 @@
  * across ranks in one FFI call (bucketed). Without a group, or with one rank, it is a thin wrapper.
  */
 import type { Module } from "../nn/module.ts";
-import type { Tensor } from "../tensor.ts";
+import { scope } from "../scope.ts";
+import { type Tensor, tensor } from "../tensor.ts";
 import type { ProcessGroup } from "./group.ts";
 import { convertSyncBatchNorm } from "./sync_bn.ts";
 
@@ -49,6 +50,23 @@ export class DistributedDataParallel<M extends Module> {
   forward(...inputs: Tensor[]): Tensor {
     if (this.module.training && this.broadcastBuffers) this.syncBuffers();
     return this.module.forward(...inputs);
+  }
+
+  /**
+   * Whether `flag` is true on any rank: one all-reduce of a single number on the module's device.
+   * Training loops use it so that a stop signal, which reaches each rank at its own moment, stops
+   * every rank after the same step (a rank that stopped alone would leave the others waiting in
+   * the next gradient all-reduce). Without other ranks it is `flag`.
+   */
+  anyRank(flag: boolean): boolean {
+    if (!this.active) return flag;
+    const device = this.module.parameters()[0]?.device ?? "cpu";
+    return scope(() => {
+      const t = tensor([flag ? 1 : 0], [1]);
+      const here = device === "cpu" ? t : t.to(device);
+      this.group!.allReduce([here]);
+      return here.item() > 0;
+    });
   }
 
   /** Averages every parameter gradient across ranks (call after `backward`, before the step). */

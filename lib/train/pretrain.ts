@@ -232,7 +232,8 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
   const epochLog = new EpochLog(epochLogState);
   const progress = isMain && (run.progress ?? true) ? new Progress(lastStep) : null;
 
-  const signals = new StopSignals();
+  const ddp = run.ddp?.active ? run.ddp : null;
+  const signals = new StopSignals({ anyRank: ddp ? (flag) => ddp.anyRank(flag) : undefined });
 
   const epochAt = (s: number) => s / stepsPerEpoch;
   const ckptEvery = c.run.ckpt_every > 0

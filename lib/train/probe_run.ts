@@ -86,6 +86,8 @@ export interface ProbeRun {
   device?: Device;
   /** Called after each backward pass (data parallelism averages the heads' gradients here). */
   afterBackward?: () => void;
+  /** With several ranks: whether a flag is set on any (a stop signal stops all after one step). */
+  anyRank?: (flag: boolean) => boolean;
   /** Called at the end of each epoch with its mean loss. */
   onEpoch?: (epoch: number, loss: number) => void;
 }
@@ -127,7 +129,7 @@ export interface ProbeRunResult {
 export async function runProbe(run: ProbeRun): Promise<ProbeRunResult> {
   const isMain = run.isMain ?? true;
   // Listen first: a signal during feature extraction stops the run after its first step.
-  using signals = new StopSignals();
+  using signals = new StopSignals({ anyRank: run.anyRank });
   using trainer = new ProbeTrainer(run.net, run.options, run.data, run.afterBackward);
   let step = 0;
   let epochLoss: EpochLoss = { sum: 0, steps: 0 };

@@ -15,7 +15,13 @@ export interface LoopOptions {
   /** The device the model lives on (autocast's device; default the CPU). */
   device?: Device;
   /** Data parallelism: buffers synced before each step, gradients averaged after backward. */
-  ddp?: { syncBuffers(): void; allReduceGradients(): void; readonly active: boolean };
+  ddp?: {
+    syncBuffers(): void;
+    allReduceGradients(): void;
+    /** Whether a flag is set on any rank (stop signals; see `StopSignals`). */
+    anyRank(flag: boolean): boolean;
+    readonly active: boolean;
+  };
 }
 
 /** How a training loop ended. */

@@ -15,15 +15,26 @@ export class StopSignals implements Disposable {
     this.stopped = true;
   };
 
-  constructor(readonly intervalMs = 500) {
+  /**
+   * `anyRank` makes data-parallel ranks agree: each `poll()` sets `stopped` on every rank when any
+   * rank has it (`DistributedDataParallel.anyRank`), so all of them stop after the same step.
+   */
+  constructor(
+    readonly options: { intervalMs?: number; anyRank?: (flag: boolean) => boolean } = {},
+  ) {
     for (const s of this.#signals) Deno.addSignalListener(s, this.#onSignal);
   }
 
-  /** Lets pending signals through when `intervalMs` has passed since the last time. */
+  /**
+   * Call after every step: lets pending signals through when the interval (default 500 ms) has
+   * passed since the last time, then agrees with the other ranks, if any.
+   */
   async poll(): Promise<void> {
-    if (performance.now() - this.#lastYield < this.intervalMs) return;
-    await new Promise((resolve) => setTimeout(resolve, 0));
-    this.#lastYield = performance.now();
+    if (performance.now() - this.#lastYield >= (this.options.intervalMs ?? 500)) {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      this.#lastYield = performance.now();
+    }
+    if (this.options.anyRank) this.stopped = this.options.anyRank(this.stopped);
   }
 
   /** Stops listening. */

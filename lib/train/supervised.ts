@@ -184,7 +184,8 @@ export async function runSupervised(run: SupervisedRun): Promise<SupervisedResul
   const tb = isMain ? new TensorBoardWriter(join(run.runDir, "tensorboard"), resumed) : null;
   const progress = isMain && (run.progress ?? true) ? new Progress(lastStep) : null;
 
-  const signals = new StopSignals();
+  const ddp = run.ddp?.active ? run.ddp : null;
+  const signals = new StopSignals({ anyRank: ddp ? (flag) => ddp.anyRank(flag) : undefined });
 
   const epochAt = (s: number) => s / perEpoch;
   const every = (epochs: number) => epochs > 0 ? Math.max(1, Math.round(epochs * perEpoch)) : 0;
