@@ -44,6 +44,7 @@ Deno.test("unknown keys, wrong types and bad values are errors naming the key", 
     /--optim\.lr: 'optim\.lr' expected a number, got "fast"/,
   );
   assert.throws(() => parse(["--method", "byol"]), /expected one of mocov2, mocov3, simclr/);
+  assert.throws(() => parse(["--data.recipe", "nope"]), /'data\.recipe' expected one of mocov2,/);
   assert.throws(() => parse(["--data.batch_size", "12.5"]), /expected an integer/);
   assert.throws(() => parse(["--model.widths", "1,0.5,2"]), /entries must be ≤ 1/);
   assert.throws(() => parse(["--optim.lr"]), /--optim\.lr needs a value/);

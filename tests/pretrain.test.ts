@@ -218,3 +218,15 @@ Deno.test("--resume auto without a run name is an error: an unnamed run has noth
     /--resume auto needs 'run\.name' or --run-dir/,
   );
 });
+
+Deno.test("a subset larger than the dataset is an error naming data.subset", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await assert.rejects(
+      () => pretrain(["--data.subset", "100000", "--run.out", dir, "--run.name", "big"]),
+      /'data\.subset' asks for 100000 images but fashion-mnist\/train has 60000/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

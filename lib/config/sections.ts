@@ -1,6 +1,7 @@
 /** Schema pieces shared by the tasks' configs, so each setting is declared once. */
 import { ConfigError, f } from "./schema.ts";
 import { type Stem, stemDownsampling, STEMS } from "../models/resnet.ts";
+import { RECIPE_NAMES } from "../data/recipes.ts";
 
 /** Datasets the tasks can open (see `lib/train/data.ts`). */
 export const DATASETS = [
@@ -20,7 +21,7 @@ export function dataSection(recipe: string, batchSize: number) {
   return {
     dataset: f.str("fashion-mnist", "dataset", DATASETS),
     root: f.str("", "dataset folder (empty: the project cache for fashion-mnist)"),
-    recipe: f.str(recipe, "augmentation recipe"),
+    recipe: f.str(recipe, "augmentation recipe", RECIPE_NAMES),
     crop_min: f.num(0, "smallest random-resized-crop area (0: the recipe's own)", {
       min: 0,
       max: 1,

@@ -74,6 +74,13 @@ export async function openDataset(
       );
   }
   if (split === "train" && d.subset > 0) {
+    if (d.subset >= 1 && Math.floor(d.subset) > ds.size) {
+      const size = ds.size;
+      ds.dispose();
+      throw new ConfigError(
+        `'data.subset' asks for ${Math.floor(d.subset)} images but ${ds.name} has ${size}`,
+      );
+    }
     const opts = d.subset < 1
       ? { fraction: d.subset, seed: 0 }
       : { count: Math.floor(d.subset), seed: 0 };
