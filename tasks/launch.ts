@@ -17,7 +17,9 @@ Options:
   --nproc N           local ranks to start (required)
   --master-addr A     rendezvous address (default 127.0.0.1)
   --master-port P     rendezvous port (default: a free port)
-  --grace-ms MS       SIGTERM-to-SIGKILL delay when stopping ranks (default 5000)`;
+  --grace-ms MS       after Ctrl-C or SIGTERM, how long ranks may take to finish their step and
+                      save a checkpoint before SIGKILL (default 30000; after a rank fails, the
+                      others get 5000)`;
 
 interface Cli {
   nproc: number;
@@ -51,11 +53,19 @@ export function parseCli(argv: readonly string[]): Cli | null {
   const nproc = Number(opts.nproc);
   if (!target) throw new Error("nothing to launch");
   if (!Number.isInteger(nproc) || nproc < 1) throw new Error("--nproc N (N ≥ 1) is required");
+  const integer = (flag: string, min: number, max: number): number | undefined => {
+    if (opts[flag] === undefined) return undefined;
+    const v = Number(opts[flag]);
+    if (!Number.isInteger(v) || v < min || v > max) {
+      throw new Error(`--${flag} expects an integer from ${min} to ${max}, got '${opts[flag]}'`);
+    }
+    return v;
+  };
   return {
     nproc,
     masterAddr: opts["master-addr"] ?? "127.0.0.1",
-    masterPort: opts["master-port"] ? Number(opts["master-port"]) : freePort(),
-    graceMs: Number(opts["grace-ms"] ?? 5000),
+    masterPort: integer("master-port", 1, 65535) ?? freePort(),
+    graceMs: integer("grace-ms", 0, 86_400_000) ?? 30_000,
     target,
     rest,
   };
@@ -112,12 +122,13 @@ if (import.meta.main) {
     cwd: denoTask(cli.target) ? PROJECT_ROOT : undefined,
     masterAddr: cli.masterAddr,
     masterPort: cli.masterPort,
-    graceMs: cli.graceMs,
+    // After a rank fails the others are usually stuck in a collective: end them sooner.
+    graceMs: 5000,
   });
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(sig, () => {
       console.error(`launch: ${sig}, stopping every rank`);
-      ranks.stopAll();
+      ranks.stopAll(-1, cli.graceMs);
     });
   }
   const exits = await ranks.wait();

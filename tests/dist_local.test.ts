@@ -138,6 +138,12 @@ Deno.test("launch: command line parsing stops at the target", () => {
     () => parseCli(["--nproc", "2", "--bogus", "1", "x.ts"]),
     /unknown launcher option/,
   );
+  assert.throws(
+    () => parseCli(["--nproc", "2", "--master-port", "http", "x.ts"]),
+    /--master-port expects an integer from 1 to 65535, got 'http'/,
+  );
+  assert.throws(() => parseCli(["--nproc", "2", "--grace-ms=-1", "x.ts"]), /--grace-ms expects/);
+  assert.equal(parseCli(["--nproc", "2", "x.ts"])!.graceMs, 30_000);
 });
 
 Deno.test("dist ddp: without a group the wrapper and SyncBatchNorm change nothing", () => {

@@ -128,8 +128,11 @@ export class Ranks {
     } catch { /* already gone */ }
   }
 
-  /** Ends every rank except `except`: SIGTERM now, SIGKILL after the grace period. */
-  stopAll(except = -1): void {
+  /**
+   * Ends every rank except `except`: SIGTERM now, SIGKILL after `graceMs` (default: the
+   * launcher's grace period).
+   */
+  stopAll(except = -1, graceMs = this.#grace): void {
     if (this.#killTimer !== undefined) return;
     for (let r = 0; r < this.children.length; r++) {
       if (r === except) continue;
@@ -138,7 +141,7 @@ export class Ranks {
     }
     this.#killTimer = setTimeout(() => {
       for (const r of this.#stopped) this.kill(r, "SIGKILL");
-    }, this.#grace);
+    }, graceMs);
   }
 
   /** Every rank's exit, once all have ended. */
