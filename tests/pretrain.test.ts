@@ -230,3 +230,36 @@ Deno.test("a subset larger than the dataset is an error naming data.subset", asy
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a weight average is the finished model, and resumes bit for bit", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const read = (name: string) => Deno.readFile(join(dir, name, "final.safetensors"));
+    await tinyRun(join(dir, "plain"), "--run.knn_every=0");
+    await tinyRun(join(dir, "ema"), "--run.knn_every=0", "--run.weight_ema=0.9");
+    const first = await tinyRun(
+      join(dir, "split"),
+      "--run.knn_every=0",
+      "--run.weight_ema=0.9",
+      "--run.max_steps=6",
+    );
+    assert.equal(first.status, "max_steps");
+    await tinyRun(
+      join(dir, "split"),
+      "--run.knn_every=0",
+      "--run.weight_ema=0.9",
+      "--resume",
+      "auto",
+    );
+    const [plain, ema, split] = [await read("plain"), await read("ema"), await read("split")];
+    assert.ok(sameBytes(ema, split), "the resumed average differs");
+    assert.ok(plain.length === ema.length && !sameBytes(plain, ema), "no average was kept");
+    // The checkpoint holds the average and how many steps it has seen.
+    const folder = join(dir, "ema", "checkpoints");
+    const last = [...Deno.readDirSync(folder)].map((e) => e.name).sort().pop()!;
+    const rec = await readCheckpoint(join(folder, last));
+    assert.equal((rec.weight_ema as { updates: number }).updates, 16);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -138,6 +138,11 @@ export const PRETRAIN_SCHEMA = {
       "kNN on BatchNorm statistics recomputed per width over this many clean bank images (the final model keeps them; 0: the running statistics of training)",
       { min: 0 },
     ),
+    weight_ema: f.num(
+      0,
+      "evaluate and save an exponential moving average of the encoder's weights with this decay, e.g. 0.998 (0: the weights themselves)",
+      { min: 0, max: 0.99999 },
+    ),
     grad_diag_every: f.int(0, "gradient diagnostics every N steps (0: off)", { min: 0 }),
     max_steps: f.int(0, "stop after N optimizer steps (0: run the schedule)", { min: 0 }),
   },

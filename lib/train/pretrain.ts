@@ -30,6 +30,7 @@ import {
 } from "./checkpoint.ts";
 import { learningRate } from "./schedule.ts";
 import { StopSignals } from "./stop_signals.ts";
+import { WeightEma } from "./weight_ema.ts";
 import {
   type BestMetric,
   betterOf,
@@ -78,6 +79,7 @@ const RESUME_KEYS = [
   "data.batch_size",
   "optim.name",
   "optim.grad_accum",
+  "run.weight_ema",
 ] as const;
 
 /** Loads a checkpoint into the run, checking it fits; returns the step to continue from. */
@@ -90,6 +92,7 @@ async function restore(
   knn: Map<number, number> | null;
   best: BestMetric | null;
   epochLog: EpochLogState | null;
+  weightEma: { updates: number; tensors: RawTensor[] } | null;
 }> {
   const rec = await readCheckpoint(path);
   if (rec.task === "supervised") {
@@ -129,6 +132,7 @@ async function restore(
     knn,
     best: (rec.best as BestMetric | undefined) ?? null,
     epochLog: (rec.epoch_log as EpochLogState | undefined) ?? null,
+    weightEma: (rec.weight_ema as { updates: number; tensors: RawTensor[] } | undefined) ?? null,
   };
 }
 
@@ -138,6 +142,7 @@ function checkpointRecord(
   knn: Map<number, number> | null,
   best: BestMetric | null,
   epochLog: EpochLog,
+  ema: WeightEma | null,
   scaler: GradScaler | null,
 ) {
   return scope(() => ({
@@ -153,6 +158,7 @@ function checkpointRecord(
     knn: knn ? Object.fromEntries([...knn].map(([w, a]) => [String(w), a])) : null,
     best,
     epoch_log: epochLog.state(),
+    weight_ema: ema ? { updates: ema.updates, tensors: ema.averages.map((t) => toRaw(t)) } : null,
   }));
 }
 
@@ -214,9 +220,26 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
   let knn: Map<number, number> | null = null;
   let best: BestMetric | null = null;
   let epochLogState: EpochLogState | null = null;
+  const ema = c.run.weight_ema > 0
+    ? new WeightEma(run.method.encoder.parameters(), c.run.weight_ema)
+    : null;
   const resumeFrom = run.resume === "auto" ? ckpts.latest()?.path : run.resume;
   if (resumeFrom) {
-    ({ step, knn, best, epochLog: epochLogState } = await restore(run, resumeFrom, scaler));
+    try {
+      let saved: { updates: number; tensors: RawTensor[] } | null;
+      ({ step, knn, best, epochLog: epochLogState, weightEma: saved } = await restore(
+        run,
+        resumeFrom,
+        scaler,
+      ));
+      if (ema && saved) {
+        const { updates, tensors } = saved;
+        scope(() => ema.load({ updates, tensors: tensors.map(fromRaw) }));
+      }
+    } catch (e) {
+      ema?.[Symbol.dispose]();
+      throw e;
+    }
   }
   // Any resume, even one that found no checkpoint (step 0), replaces what a killed run logged
   // after the step it continues from.
@@ -256,7 +279,7 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
     checkpoint = await ckpts.save(
       Math.floor(epochAt(step)),
       step,
-      checkpointRecord(run, epochAt(step), knn, best, epochLog, scaler),
+      checkpointRecord(run, epochAt(step), knn, best, epochLog, ema, scaler),
     );
   };
   /** The `epoch` row of the steps since the last one. */
@@ -272,6 +295,8 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
     const encoder = run.method.encoder;
     const measure = () => knnPerWidth(encoder, train, test, { k: c.run.knn_k, t: c.run.knn_t });
     const recal = { samples: c.run.bn_recalibrate };
+    // The finished model is the weight average, when one is kept.
+    if (final) ema?.copyTo();
     if (!recal.samples) knn = measure();
     else if (final) {
       recalibrateBatchNorm(encoder, train.images, recal);
@@ -330,6 +355,7 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
       if (!foundInf) run.optimizer.step();
       scaler?.update(foundInf);
       run.method.afterOptimizerStep({ epoch: frac, step });
+      ema?.update();
       step++;
       lastMetrics = stepMetrics;
       if (stepMetrics && !Number.isFinite(stepMetrics.loss) && !scaler) {
@@ -366,6 +392,7 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
     await saveCheckpoint();
   } finally {
     signals[Symbol.dispose]();
+    ema?.[Symbol.dispose]();
     progress?.done();
     metrics?.close();
     tb?.close();
