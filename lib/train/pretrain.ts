@@ -79,7 +79,6 @@ const RESUME_KEYS = [
   "data.batch_size",
   "optim.name",
   "optim.grad_accum",
-  "run.weight_ema",
 ] as const;
 
 /** Loads a checkpoint into the run, checking it fits; returns the step to continue from. */
@@ -220,25 +219,26 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
   let knn: Map<number, number> | null = null;
   let best: BestMetric | null = null;
   let epochLogState: EpochLogState | null = null;
+  let savedEma: { updates: number; tensors: RawTensor[] } | null = null;
+  const resumeFrom = run.resume === "auto" ? ckpts.latest()?.path : run.resume;
+  if (resumeFrom) {
+    ({ step, knn, best, epochLog: epochLogState, weightEma: savedEma } = await restore(
+      run,
+      resumeFrom,
+      scaler,
+    ));
+  }
+  // The average starts from the (restored) weights; a checkpoint that kept one continues it.
   const ema = c.run.weight_ema > 0
     ? new WeightEma(run.method.encoder.parameters(), c.run.weight_ema)
     : null;
-  const resumeFrom = run.resume === "auto" ? ckpts.latest()?.path : run.resume;
-  if (resumeFrom) {
+  if (ema && savedEma) {
+    const { updates, tensors } = savedEma;
     try {
-      let saved: { updates: number; tensors: RawTensor[] } | null;
-      ({ step, knn, best, epochLog: epochLogState, weightEma: saved } = await restore(
-        run,
-        resumeFrom,
-        scaler,
-      ));
-      if (ema && saved) {
-        const { updates, tensors } = saved;
-        scope(() => ema.load({ updates, tensors: tensors.map(fromRaw) }));
-      }
+      scope(() => ema.load({ updates, tensors: tensors.map(fromRaw) }));
     } catch (e) {
-      ema?.[Symbol.dispose]();
-      throw e;
+      ema[Symbol.dispose]();
+      throw new SerializationError(`${resumeFrom}: ${(e as Error).message}`);
     }
   }
   // Any resume, even one that found no checkpoint (step 0), replaces what a killed run logged
