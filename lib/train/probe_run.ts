@@ -4,6 +4,7 @@
  * `probe_checkpoints/`, exact resume from one, `max_steps`, and a clean stop with a checkpoint on
  * SIGINT/SIGTERM. A new probe never replaces an earlier one's output (`assertNewProbe`).
  */
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError } from "../config/schema.ts";
 import type { Device } from "../dtype.ts";
@@ -35,15 +36,6 @@ export function probeCheckpoints(outDir: string, keepLast = 2): CheckpointManage
   return new CheckpointManager(join(outDir, PROBE_CHECKPOINTS), keepLast);
 }
 
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Refuses to start a new probe whose output folder holds an earlier probe's results or
  * checkpoints (it would replace them); the error names the file and suggests `--out` or
@@ -53,7 +45,7 @@ export function assertNewProbe(outDir: string, resuming: boolean): void {
   if (resuming) return;
   for (const name of [...PROBE_OUTPUTS, PROBE_CHECKPOINTS]) {
     const path = join(outDir, name);
-    if (!exists(path)) continue;
+    if (!existsSync(path)) continue;
     const what = name === PROBE_CHECKPOINTS
       ? "holds an unfinished probe's checkpoints"
       : "already holds an earlier probe's output";
