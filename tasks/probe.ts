@@ -194,15 +194,17 @@ export async function probe(args: string[]): Promise<ProbeReport | null> {
       checkpoints,
       resume: resumed,
     });
-    if (rank !== 0) return null;
+    // Every rank stopped after the same step; each exits 130, rank 0 tells how to continue.
     if (result.status !== "completed") {
       const why = result.status === "interrupted"
         ? "stopped by a signal"
         : "reached probe.max_steps";
-      console.error(
-        `probe: ${why} at step ${result.step} of ${result.totalSteps}; checkpoint ` +
-          `${result.checkpoint}. Continue with --resume auto --out ${outDir}`,
-      );
+      if (rank === 0) {
+        console.error(
+          `probe: ${why} at step ${result.step} of ${result.totalSteps}; checkpoint ` +
+            `${result.checkpoint}. Continue with --resume auto --out ${outDir}`,
+        );
+      }
       return {
         status: result.status,
         steps: result.step,
@@ -211,6 +213,7 @@ export async function probe(args: string[]): Promise<ProbeReport | null> {
         out: outDir,
       };
     }
+    if (rank !== 0) return null;
     testSplit = labeledSplit(test, 0, c.data.image_size);
     const rows = widthRows(net, c.data.image_size, top1PerWidth(net, testSplit));
     console.log(formatTable(rows, "probe top-1"));

@@ -12,6 +12,11 @@ import { fromRaw, toRaw } from "../serialize/tensors.ts";
 import type { Optimizer, OptimizerStateDict } from "../optim.ts";
 import type { Tensor } from "../tensor.ts";
 import type { Device } from "../dtype.ts";
+import type { GradScaler } from "../amp.ts";
+import type { Module } from "../nn/module.ts";
+import { defaultGeneratorState, setDefaultGeneratorState } from "../random.ts";
+import { scope } from "../scope.ts";
+import type { RawTensor } from "../serialize/raw.ts";
 
 /** Marker and version of slimclr training checkpoints. */
 export const CHECKPOINT_FORMAT = "slimclr-checkpoint";
@@ -194,4 +199,66 @@ export function configMismatches(
   return keys.filter((k) => show(saved, k) !== show(current, k)).map((k) =>
     `${k} is ${show(saved, k)} there, ${show(current, k)} here`
   );
+}
+
+/**
+ * The entries every trainer's checkpoint holds besides its model: the optimizer state, the loss
+ * scaler (null without one) and the default RNG state, plus `rng` entries of the trainer's own.
+ * Call it inside a scope.
+ */
+export function trainerStateRecord(
+  optimizer: Optimizer<object>,
+  scaler: GradScaler | null,
+  rng: Record<string, RawTensor> = {},
+): { optimizer: unknown; scaler: unknown; rng: Record<string, RawTensor> } {
+  return {
+    optimizer: optimizerRecord(optimizer),
+    scaler: scaler?.stateDict() ?? null,
+    rng: { default: toRaw(defaultGeneratorState()), ...rng },
+  };
+}
+
+/** Restores `trainerStateRecord`'s entries: optimizer state onto `device`, scaler, default RNG. */
+export function loadTrainerState(
+  rec: Record<string, unknown>,
+  optimizer: Optimizer<object>,
+  device: Device,
+  scaler: GradScaler | null,
+): void {
+  loadOptimizerRecord(optimizer, rec.optimizer, device);
+  const rng = rec.rng as { default?: RawTensor } | undefined;
+  if (rng?.default) scope(() => setDefaultGeneratorState(fromRaw(rng.default!)));
+  if (scaler && rec.scaler) {
+    scaler.loadStateDict(rec.scaler as { scale: number; good_steps: number });
+  }
+}
+
+/** Loads a checkpoint's state dict into `module`; an error names the checkpoint `path`. */
+export function loadRawStateDict(
+  module: Module,
+  state: Map<string, RawTensor>,
+  path: string,
+  strict = true,
+): void {
+  scope(() => {
+    const tensors = new Map([...state].map(([k, r]) => [String(k), fromRaw(r)]));
+    try {
+      module.loadStateDict(tensors, strict);
+    } catch (e) {
+      throw new SerializationError(`${path}: ${(e as Error).message}`);
+    }
+  });
+}
+
+/** Per-width values as a checkpoint stores them (widths as string keys); null stays null. */
+export function widthValuesRecord(
+  values: Map<number, number> | null,
+): Record<string, number> | null {
+  return values ? Object.fromEntries([...values].map(([w, a]) => [String(w), a])) : null;
+}
+
+/** `widthValuesRecord`'s output read back. */
+export function widthValuesOf(record: unknown): Map<number, number> | null {
+  if (!record) return null;
+  return new Map(Object.entries(record as Record<string, number>).map(([w, a]) => [Number(w), a]));
 }

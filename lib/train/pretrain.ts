@@ -15,7 +15,6 @@ import { clipGradNorm, type Optimizer } from "../optim.ts";
 import { type AmpSetting, autocast, GradScaler, resolveAmp } from "../amp.ts";
 import type { Device } from "../dtype.ts";
 import { cuda } from "../device.ts";
-import { defaultGeneratorState, setDefaultGeneratorState } from "../random.ts";
 import { scope } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import type { SlimSSLMethod, StepMetrics } from "../ssl/mod.ts";
@@ -24,9 +23,12 @@ import { TensorBoardWriter } from "../log/tensorboard.ts";
 import {
   CheckpointManager,
   configMismatches,
-  loadOptimizerRecord,
-  optimizerRecord,
+  loadRawStateDict,
+  loadTrainerState,
   readCheckpoint,
+  trainerStateRecord,
+  widthValuesOf,
+  widthValuesRecord,
 } from "./checkpoint.ts";
 import { learningRate } from "./schedule.ts";
 import { StopSignals } from "./stop_signals.ts";
@@ -105,27 +107,14 @@ async function restore(
       `${path}: the checkpoint does not fit this config: ${mismatched.join("; ")}`,
     );
   }
-  const model = new Map<string, RawTensor>([...(rec.model as Map<string, RawTensor>)]);
-  scope(() => {
-    const tensors = new Map<string, Tensor>([...model].map(([k, r]) => [k, fromRaw(r)]));
-    try {
-      run.method.loadStateDict(tensors);
-    } catch (e) {
-      throw new SerializationError(`${path}: ${(e as Error).message}`);
-    }
-  });
-  loadOptimizerRecord(run.optimizer, rec.optimizer, run.device ?? "cpu");
-  const rng = rec.rng as Record<string, RawTensor | undefined>;
-  scope(() => {
-    if (rng?.default) setDefaultGeneratorState(fromRaw(rng.default));
-    if (rng?.method && run.method.generator) run.method.generator.setState(fromRaw(rng.method));
-  });
-  if (scaler && rec.scaler) {
-    scaler.loadStateDict(rec.scaler as { scale: number; good_steps: number });
+  loadRawStateDict(run.method, rec.model as Map<string, RawTensor>, path);
+  loadTrainerState(rec, run.optimizer, run.device ?? "cpu", scaler);
+  const rng = rec.rng as { method?: RawTensor } | undefined;
+  if (rng?.method && run.method.generator) {
+    const generator = run.method.generator;
+    scope(() => generator.setState(fromRaw(rng.method!)));
   }
-  const knn = rec.knn
-    ? new Map(Object.entries(rec.knn as Record<string, number>).map(([w, a]) => [Number(w), a]))
-    : null;
+  const knn = widthValuesOf(rec.knn);
   return {
     step: Number(rec.step),
     knn,
@@ -147,14 +136,13 @@ function checkpointRecord(
   return scope(() => ({
     config: run.config,
     model: new OrderedDict([...run.method.stateDict()].map(([k, t]) => [k, toRaw(t)])),
-    optimizer: optimizerRecord(run.optimizer),
-    rng: {
-      default: toRaw(defaultGeneratorState()),
-      ...(run.method.generator ? { method: toRaw(run.method.generator.getState()) } : {}),
-    },
+    ...trainerStateRecord(
+      run.optimizer,
+      scaler,
+      run.method.generator ? { method: toRaw(run.method.generator.getState()) } : {},
+    ),
     fractional_epoch: epoch,
-    scaler: scaler?.stateDict() ?? null,
-    knn: knn ? Object.fromEntries([...knn].map(([w, a]) => [String(w), a])) : null,
+    knn: widthValuesRecord(knn),
     best,
     epoch_log: epochLog.state(),
     weight_ema: ema ? { updates: ema.updates, tensors: ema.averages.map((t) => toRaw(t)) } : null,

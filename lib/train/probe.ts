@@ -15,6 +15,7 @@ import { Generator } from "../random.ts";
 import { scope } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import { learningRate } from "./schedule.ts";
+import { EpochLog } from "./run_metrics.ts";
 import { extractFeatures } from "./monitor.ts";
 import { deviceOf, onDevice } from "./eval_setup.ts";
 import type { LabeledSplit } from "./source.ts";
@@ -314,28 +315,18 @@ export class ProbeTrainer implements Disposable {
   }
 }
 
-/** Loss sum and step count of the epoch in progress (kept in probe checkpoints). */
-export interface EpochLoss {
-  sum: number;
-  steps: number;
-}
-
 /**
- * Adds `s` to the epoch's running loss; at the epoch's end (or the schedule's) returns the
- * epoch's mean and resets the sum, otherwise returns null.
+ * Adds step `s`'s loss to `log`; at the epoch's end (or the schedule's) returns the epoch's mean
+ * loss and starts the next epoch, otherwise returns null.
  */
 export function addEpochLoss(
-  acc: EpochLoss,
+  log: EpochLog,
   s: ProbeStep,
   t: Pick<ProbeTrainer, "stepsPerEpoch" | "totalSteps">,
 ): number | null {
-  acc.sum += s.loss;
-  acc.steps++;
+  log.add({ loss: s.loss }, 0);
   if (s.step % t.stepsPerEpoch !== 0 && s.step !== t.totalSteps) return null;
-  const mean = acc.sum / acc.steps;
-  acc.sum = 0;
-  acc.steps = 0;
-  return mean;
+  return log.take(s.step / t.stepsPerEpoch, s.step).loss as number;
 }
 
 /**
@@ -351,10 +342,10 @@ export function trainProbe(
   afterBackward?: () => void,
 ): number {
   using trainer = new ProbeTrainer(net, o, data, afterBackward);
-  const acc = { sum: 0, steps: 0 };
+  const log = new EpochLog();
   let last = NaN;
   for (const s of trainer.steps()) {
-    const mean = addEpochLoss(acc, s, trainer);
+    const mean = addEpochLoss(log, s, trainer);
     if (mean === null) continue;
     last = mean;
     onEpoch?.(s.epoch, mean);

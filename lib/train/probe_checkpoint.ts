@@ -8,13 +8,18 @@ import { createHash } from "node:crypto";
 import type { Device } from "../dtype.ts";
 import type { SlimmableResNet } from "../models/slimmable_resnet.ts";
 import type { Optimizer } from "../optim.ts";
-import { defaultGeneratorState, setDefaultGeneratorState } from "../random.ts";
 import { scope } from "../scope.ts";
 import { OrderedDict } from "../serialize/pytypes.ts";
 import { type RawTensor, SerializationError } from "../serialize/raw.ts";
-import { fromRaw, toRaw } from "../serialize/tensors.ts";
-import { configMismatches, loadOptimizerRecord, optimizerRecord, valueAt } from "./checkpoint.ts";
-import type { EpochLoss } from "./probe.ts";
+import { toRaw } from "../serialize/tensors.ts";
+import {
+  configMismatches,
+  loadRawStateDict,
+  loadTrainerState,
+  trainerStateRecord,
+  valueAt,
+} from "./checkpoint.ts";
+import type { EpochLog, EpochLogState } from "./run_metrics.ts";
 
 /** The `task` entry of probe checkpoints. */
 export const PROBE_TASK = "probe";
@@ -66,7 +71,7 @@ export function probeRecord(
   optimizer: Optimizer<object>,
   id: ProbeIdentity,
   fractionalEpoch: number,
-  epochLoss: EpochLoss,
+  epochLog: EpochLog,
 ): Record<string, unknown> {
   return scope(() => ({
     task: PROBE_TASK,
@@ -74,12 +79,11 @@ export function probeRecord(
     heads: new OrderedDict(
       [...net.stateDict()].filter(([k]) => isHead(k)).map(([k, t]) => [k, toRaw(t)]),
     ),
-    optimizer: optimizerRecord(optimizer),
-    rng: { default: toRaw(defaultGeneratorState()) },
+    ...trainerStateRecord(optimizer, null),
     backbone: { model: id.model, sha256: id.fingerprint },
     world_size: id.worldSize,
     fractional_epoch: fractionalEpoch,
-    epoch_loss: { ...epochLoss },
+    epoch_log: epochLog.state(),
   }));
 }
 
@@ -128,12 +132,13 @@ export function assertProbeResumable(
 /** Where a restored probe continues. */
 export interface ProbeResumePoint {
   step: number;
-  epochLoss: EpochLoss;
+  /** The sums of the epoch in progress. */
+  epochLog: EpochLogState | null;
 }
 
 /**
  * Loads a checked record's heads into `net`, its optimizer state into `optimizer` (on `device`)
- * and its default RNG state; returns the step and running epoch loss to continue from.
+ * and its default RNG state; returns the step and the epoch sums to continue from.
  */
 export function loadProbeRecord(
   rec: Record<string, unknown>,
@@ -143,31 +148,23 @@ export function loadProbeRecord(
   path: string,
 ): ProbeResumePoint {
   const heads = rec.heads as Map<string, RawTensor> | undefined;
-  scope(() => {
-    const sd = new Map([...(heads ?? [])].map(([k, r]) => [String(k), fromRaw(r)]));
-    const expected = [...net.stateDict().keys()].filter(isHead);
-    const missing = expected.filter((k) => !sd.has(k));
-    const foreign = [...sd.keys()].filter((k) => !isHead(k) || !expected.includes(k));
-    if (missing.length || foreign.length) {
-      throw new SerializationError(
-        `${path}: the checkpoint's heads do not fit this probe network (` +
-          [
-            missing.length ? `missing ${missing.join(", ")}` : "",
-            foreign.length ? `unexpected ${foreign.join(", ")}` : "",
-          ].filter(Boolean).join("; ") + ")",
-      );
-    }
-    try {
-      net.loadStateDict(sd, false);
-    } catch (e) {
-      throw new SerializationError(`${path}: ${(e as Error).message}`);
-    }
-  });
-  loadOptimizerRecord(optimizer, rec.optimizer, device);
-  const rng = rec.rng as { default?: RawTensor } | undefined;
-  if (rng?.default) scope(() => setDefaultGeneratorState(fromRaw(rng.default!)));
+  const saved = new Map([...(heads ?? [])].map(([k, r]) => [String(k), r]));
+  const expected = [...net.stateDict().keys()].filter(isHead);
+  const missing = expected.filter((k) => !saved.has(k));
+  const foreign = [...saved.keys()].filter((k) => !isHead(k) || !expected.includes(k));
+  if (missing.length || foreign.length) {
+    throw new SerializationError(
+      `${path}: the checkpoint's heads do not fit this probe network (` +
+        [
+          missing.length ? `missing ${missing.join(", ")}` : "",
+          foreign.length ? `unexpected ${foreign.join(", ")}` : "",
+        ].filter(Boolean).join("; ") + ")",
+    );
+  }
+  loadRawStateDict(net, saved, path, false);
+  loadTrainerState(rec, optimizer, device, null);
   return {
     step: Number(rec.step),
-    epochLoss: { ...((rec.epoch_loss as EpochLoss | undefined) ?? { sum: 0, steps: 0 }) },
+    epochLog: (rec.epoch_log as EpochLogState | undefined) ?? null,
   };
 }

@@ -10,13 +10,7 @@ import { ConfigError } from "../config/schema.ts";
 import type { Device } from "../dtype.ts";
 import type { SlimmableResNet } from "../models/slimmable_resnet.ts";
 import { CheckpointManager, readCheckpoint } from "./checkpoint.ts";
-import {
-  addEpochLoss,
-  type EpochLoss,
-  type ProbeData,
-  type ProbeOptions,
-  ProbeTrainer,
-} from "./probe.ts";
+import { addEpochLoss, type ProbeData, type ProbeOptions, ProbeTrainer } from "./probe.ts";
 import {
   assertProbeResumable,
   loadProbeRecord,
@@ -24,6 +18,7 @@ import {
   probeRecord,
 } from "./probe_checkpoint.ts";
 import { StopSignals } from "./stop_signals.ts";
+import { EpochLog, type EpochLogState } from "./run_metrics.ts";
 
 /** The folder (inside a probe's output folder) that holds its checkpoints. */
 export const PROBE_CHECKPOINTS = "probe_checkpoints";
@@ -124,16 +119,18 @@ export async function runProbe(run: ProbeRun): Promise<ProbeRunResult> {
   using signals = new StopSignals({ anyRank: run.anyRank });
   using trainer = new ProbeTrainer(run.net, run.options, run.data, run.afterBackward);
   let step = 0;
-  let epochLoss: EpochLoss = { sum: 0, steps: 0 };
+  let epochLog = new EpochLog();
   if (run.resume) {
     const { record, path } = run.resume;
-    ({ step, epochLoss } = loadProbeRecord(
+    let saved: EpochLogState | null;
+    ({ step, epochLog: saved } = loadProbeRecord(
       record,
       run.net,
       trainer.optimizer,
       run.device ?? "cpu",
       path,
     ));
+    epochLog = new EpochLog(saved);
   }
   const { stepsPerEpoch, totalSteps } = trainer;
   const lastStep = run.maxSteps ? Math.min(totalSteps, run.maxSteps) : totalSteps;
@@ -142,14 +139,14 @@ export async function runProbe(run: ProbeRun): Promise<ProbeRunResult> {
   let checkpoint: string | null = run.resume?.path ?? null;
   const save = async () => {
     if (!isMain) return;
-    const record = probeRecord(run.net, trainer.optimizer, run.identity, epochAt(step), epochLoss);
+    const record = probeRecord(run.net, trainer.optimizer, run.identity, epochAt(step), epochLog);
     checkpoint = await run.checkpoints.save(Math.floor(epochAt(step)), step, record);
   };
 
   if (step < lastStep) {
     for (const s of trainer.steps(step)) {
       step = s.step;
-      const mean = addEpochLoss(epochLoss, s, trainer);
+      const mean = addEpochLoss(epochLog, s, trainer);
       if (mean !== null) run.onEpoch?.(s.epoch, mean);
       if (step >= lastStep) break;
       if (ckptEvery && step % ckptEvery === 0) await save();

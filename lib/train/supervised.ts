@@ -14,21 +14,22 @@ import type { Device } from "../dtype.ts";
 import { modelRecord } from "../models/model_file.ts";
 import type { SlimmableResNet } from "../models/slimmable_resnet.ts";
 import { clipGradNorm, type Optimizer } from "../optim.ts";
-import { defaultGeneratorState, setDefaultGeneratorState } from "../random.ts";
 import { scope } from "../scope.ts";
 import { atomicWriteFile } from "../serialize/fs.ts";
 import { type RawTensor, SerializationError } from "../serialize/raw.ts";
-import { fromRaw, toRaw } from "../serialize/tensors.ts";
 import type { Tensor } from "../tensor.ts";
 import { MetricsLog, Progress } from "../log/progress.ts";
 import { TensorBoardWriter } from "../log/tensorboard.ts";
 import {
   CheckpointManager,
   configMismatches,
-  loadOptimizerRecord,
-  optimizerRecord,
+  loadRawStateDict,
+  loadTrainerState,
   readCheckpoint,
+  trainerStateRecord,
   valueAt,
+  widthValuesOf,
+  widthValuesRecord,
 } from "./checkpoint.ts";
 import { classificationTerms, top1PerWidth } from "./probe.ts";
 import { learningRate } from "./schedule.ts";
@@ -120,23 +121,9 @@ async function restore(
       `${path}: the checkpoint does not fit this run: ${problems.join("; ")}`,
     );
   }
-  const model = valueAt(rec, "model.state_dict") as Map<string, RawTensor>;
-  scope(() => {
-    try {
-      run.net.loadStateDict(new Map([...model].map(([k, r]) => [k, fromRaw(r)])));
-    } catch (e) {
-      throw new SerializationError(`${path}: ${(e as Error).message}`);
-    }
-  });
-  loadOptimizerRecord(run.optimizer, rec.optimizer, run.device ?? "cpu");
-  const rng = rec.rng as { default?: RawTensor } | undefined;
-  if (rng?.default) scope(() => setDefaultGeneratorState(fromRaw(rng.default!)));
-  if (scaler && rec.scaler) {
-    scaler.loadStateDict(rec.scaler as { scale: number; good_steps: number });
-  }
-  const top1 = rec.top1
-    ? new Map(Object.entries(rec.top1 as Record<string, number>).map(([w, a]) => [Number(w), a]))
-    : null;
+  loadRawStateDict(run.net, valueAt(rec, "model.state_dict") as Map<string, RawTensor>, path);
+  loadTrainerState(rec, run.optimizer, run.device ?? "cpu", scaler);
+  const top1 = widthValuesOf(rec.top1);
   return {
     step: Number(rec.step),
     top1,
@@ -202,12 +189,10 @@ export async function runSupervised(run: SupervisedRun): Promise<SupervisedResul
       task: "supervised",
       config: c,
       model: modelRecord(net),
-      optimizer: optimizerRecord(optimizer),
-      scaler: scaler?.stateDict() ?? null,
-      rng: { default: toRaw(defaultGeneratorState()) },
+      ...trainerStateRecord(optimizer, scaler),
       fractional_epoch: epochAt(step),
       epoch_log: epochLog.state(),
-      top1: top1 ? Object.fromEntries([...top1].map(([w, a]) => [String(w), a])) : null,
+      top1: widthValuesRecord(top1),
       best,
     }));
     checkpoint = await ckpts.save(Math.floor(epochAt(step)), step, record);
