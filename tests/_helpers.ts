@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { OPS } from "../ffi/ops.ts";
-import { type DType, liveHandles, raw, scope, type Tensor, tensor } from "../mod.ts";
+import { type DType, liveHandles, models, raw, scope, type Tensor, tensor } from "../mod.ts";
 
 /** A tensor as the fixture scripts write it: shape, dtype and flat row-major values. */
 export interface TensorJSON {
@@ -194,4 +194,23 @@ export function leakFree(fn: () => void): void {
   if (!counting && globalAfter !== globalBefore) {
     assert.fail(`live tensor handles went from ${globalBefore} to ${globalAfter}`);
   }
+}
+
+/**
+ * A tiny slimmable MoCo v2 encoder (ResNet-18, 1-channel input, base width 4, widths 1 and 0.5,
+ * 8-dimensional head) for tests; `options` override any of it.
+ */
+export function tinyEncoder(
+  options: Partial<models.SlimmableResNetOptions> = {},
+): models.SlimmableResNet {
+  return new models.SlimmableResNet({
+    arch: "resnet18",
+    stem: "small",
+    inChannels: 1,
+    baseWidth: 4,
+    widths: [1, 0.5],
+    head: "mocov2_slim",
+    numClasses: 8,
+    ...options,
+  });
 }

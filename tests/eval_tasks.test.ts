@@ -4,7 +4,7 @@ import { cuda, manualSeed, models } from "../mod.ts";
 import { ConfigError } from "../lib/config/schema.ts";
 import { knnTask } from "../tasks/knn.ts";
 import { probe } from "../tasks/probe.ts";
-import { workerHandles } from "./_helpers.ts";
+import { tinyEncoder, workerHandles } from "./_helpers.ts";
 import { tinyRun } from "./fixtures/tiny_run.ts";
 
 Deno.test("knn and probe tasks evaluate every width of a saved model and write their JSON", async () => {
@@ -170,15 +170,7 @@ Deno.test("knn on a pretraining checkpoint gives the numbers of its run's model.
 
 Deno.test("knn and probe refuse a model whose input channels differ from the dataset's", async () => {
   const dir = await Deno.makeTempDir();
-  const rgb = new models.SlimmableResNet({
-    arch: "resnet18",
-    stem: "small",
-    inChannels: 3,
-    baseWidth: 4,
-    widths: [1, 0.5],
-    head: "mocov2_slim",
-    numClasses: 8,
-  });
+  const rgb = tinyEncoder({ inChannels: 3 });
   try {
     const model = join(dir, "rgb.pt");
     await models.saveModel(model, rgb);

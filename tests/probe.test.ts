@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { F, liveHandles, manualSeed, models, noGrad, randn, scope } from "../mod.ts";
 import { Generator, randint } from "../lib/random.ts";
-import { leakFree, workerHandles } from "./_helpers.ts";
+import { leakFree, tinyEncoder, workerHandles } from "./_helpers.ts";
 import { probe } from "../tasks/probe.ts";
 import { loadOptimizerRecord, optimizerRecord } from "../lib/train/checkpoint.ts";
 import {
@@ -51,15 +51,7 @@ Deno.test("probe loss: CE at full width plus ½(softCE to the full width + CE) p
 
 Deno.test("probe trains the heads only, leaves every backbone weight and BN statistic alone", () => {
   manualSeed(2);
-  const pretrained = new models.SlimmableResNet({
-    arch: "resnet18",
-    stem: "small",
-    inChannels: 1,
-    baseWidth: 8,
-    widths: [1, 0.5],
-    head: "mocov2_slim",
-    numClasses: 8,
-  });
+  const pretrained = tinyEncoder({ baseWidth: 8 });
   // Give the BNs non-trivial statistics first.
   scope(() => void noGrad(() => pretrained.forwardWidths(randn([16, 1, 8, 8]))));
   const net = probeNetwork(pretrained, 2);
@@ -100,15 +92,7 @@ Deno.test("probe trains the heads only, leaves every backbone weight and BN stat
 });
 
 Deno.test("a pretrained network without backbone weights is an error naming its file, leaking nothing", () => {
-  const real = new models.SlimmableResNet({
-    arch: "resnet18",
-    stem: "small",
-    inChannels: 1,
-    baseWidth: 4,
-    widths: [1, 0.5],
-    head: "mocov2_slim",
-    numClasses: 8,
-  });
+  const real = tinyEncoder();
   // Everything a probe network needs from its source, but no weights at all.
   const hollow = {
     slimOptions: real.slimOptions,
@@ -137,15 +121,7 @@ Deno.test("probe: an impossible schedule is an error naming the probe's keys", a
 
 Deno.test("ProbeTrainer: steps cut short and continued in a new trainer end on the same heads", () => {
   manualSeed(3);
-  const pretrained = new models.SlimmableResNet({
-    arch: "resnet18",
-    stem: "small",
-    inChannels: 1,
-    baseWidth: 4,
-    widths: [1, 0.5],
-    head: "mocov2_slim",
-    numClasses: 8,
-  });
+  const pretrained = tinyEncoder();
   const [whole, cut] = [probeNetwork(pretrained, 3), probeNetwork(pretrained, 3)];
   pretrained.dispose();
   cut.loadStateDict(whole.stateDict()); // the same initial heads

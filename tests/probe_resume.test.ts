@@ -4,22 +4,14 @@ import { manualSeed, models } from "../mod.ts";
 import { ConfigError } from "../lib/config/schema.ts";
 import { readCheckpoint } from "../lib/train/checkpoint.ts";
 import { probe } from "../tasks/probe.ts";
-import { workerHandles } from "./_helpers.ts";
+import { tinyEncoder, workerHandles } from "./_helpers.ts";
 
 const TASK = new URL("../tasks/probe.ts", import.meta.url).pathname;
 
 /** A tiny pretrained encoder (3×3/2 stem, base width 4) saved at `path`. */
 async function saveEncoder(path: string, seed: number): Promise<void> {
   manualSeed(seed);
-  const net = new models.SlimmableResNet({
-    arch: "resnet18",
-    stem: "small_s2",
-    inChannels: 1,
-    baseWidth: 4,
-    widths: [1, 0.5],
-    head: "mocov2_slim",
-    numClasses: 16,
-  });
+  const net = tinyEncoder({ stem: "small_s2", numClasses: 16 });
   try {
     await models.saveModel(path, net);
   } finally {
