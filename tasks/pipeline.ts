@@ -34,6 +34,16 @@ export function sharedFlags(config: {
   return flags;
 }
 
+/**
+ * Whether the probe stage should continue an earlier probe: the pretraining stage resumes
+ * (`--resume …`) and the probe flags choose no `--resume` of their own.
+ */
+export function resumesProbe(args: readonly string[], probeArgs: readonly string[]): boolean {
+  const resumes = (a: readonly string[]) =>
+    a.some((x) => x === "--resume" || x.startsWith("--resume="));
+  return resumes(args) && !resumes(probeArgs);
+}
+
 /** Runs one stage, naming it when it fails (its own error is already on stderr). */
 async function stage<T>(name: string, run: () => PromiseLike<T>): Promise<T> {
   try {
@@ -49,7 +59,8 @@ Runs pretrain -> knn -> probe -> report, each stage as its own deno task, and pr
 report.md (beside report.json in the run folder). The flags before --probe go to pretrain (see
 deno task pretrain --help); those after it to probe (see deno task probe --help). The knn and probe
 stages use the run's resolved data settings (data.dataset, data.root, data.image_size, data.subset,
-data.workers), run.device and run.threads.`;
+data.workers), run.device and run.threads. With --resume, the probe stage continues the probe an
+earlier pipeline left in the run folder (or re-evaluates a finished one).`;
 
 /** Runs the pipeline; returns the report's path (null after `--help`). */
 export async function pipeline(args: string[], probeArgs: string[] = []): Promise<string | null> {
@@ -68,9 +79,11 @@ export async function pipeline(args: string[], probeArgs: string[] = []): Promis
   const summary = JSON.parse(await Deno.readTextFile(summaryPath));
   const shared = sharedFlags(summary.config);
   await stage("knn", () => $`${deno} run -A ${task("knn")} --model ${model} ${shared}`);
+  // A resumed pipeline continues (or re-evaluates) the probe its earlier run left in the folder.
+  const probeResume = resumesProbe(args, probeArgs) ? ["--resume", "auto"] : [];
   await stage(
     "probe",
-    () => $`${deno} run -A ${task("probe")} --model ${model} ${shared} ${probeArgs}`,
+    () => $`${deno} run -A ${task("probe")} --model ${model} ${shared} ${probeResume} ${probeArgs}`,
   );
   const knn = JSON.parse(await Deno.readTextFile(join(runDir, "knn.json")));
   const probe = JSON.parse(await Deno.readTextFile(join(runDir, "probe.json")));

@@ -38,11 +38,13 @@ import {
   assertNewProbe,
   type ProbeCheckpoint,
   probeCheckpoints,
+  probeMetrics,
   type ProbeRunResult,
   readProbeCheckpoint,
   runProbe,
 } from "../lib/train/probe_run.ts";
 import type { CheckpointManager } from "../lib/train/checkpoint.ts";
+import type { MetricsLog } from "../lib/log/progress.ts";
 import { formatTable, widthRows } from "../lib/train/summary.ts";
 
 /** Settings of `deno task probe`. */
@@ -64,6 +66,7 @@ export const PROBE_SCHEMA = {
     }),
     keep_last: f.int(2, "checkpoints kept", { min: 1 }),
     max_steps: f.int(0, "stop after N steps with a checkpoint (0: run the schedule)", { min: 0 }),
+    log_every: f.int(50, "a train row in probe_metrics.jsonl every N steps", { min: 1 }),
   },
   run: {
     seed: seedField(),
@@ -78,8 +81,9 @@ const TASK_HELP =
   `  --model PATH        a model file (a run's model.pt), a checkpoint (supervised, or pretraining:
                       its query/base encoder), an official .pth.tar or a run folder (its
                       model.pt, else its newest checkpoint)
-  --out DIR           where to write probe.json, probe_model.pt and probe_checkpoints/ (default:
-                      beside the model); a folder holding an earlier probe is refused
+  --out DIR           where to write probe.json, probe_model.pt, probe_metrics.jsonl and
+                      probe_checkpoints/ (default: beside the model); a folder holding an earlier
+                      probe is refused
   --resume PATH|auto  continue a probe from a checkpoint ("auto": the newest in the out folder's
                       probe_checkpoints/, or a new probe when there is none); the --model must be
                       the backbone it was trained on
@@ -165,6 +169,7 @@ export async function probe(args: string[]): Promise<ProbeReport | null> {
   let train: Dataset | null = null;
   let test: Dataset | null = null;
   let testSplit: LabeledSplit | null = null;
+  let metrics: MetricsLog | null = null;
   // Under the launcher: each rank trains on its shard, the heads' gradients are averaged, and rank
   // 0 evaluates and writes (the frozen backbone's buffers never change, so none are synced).
   const group = initDistributed();
@@ -185,7 +190,9 @@ export async function probe(args: string[]): Promise<ProbeReport | null> {
     const afterBackward = ddp.active ? () => ddp.allReduceGradients() : undefined;
     const anyRank = ddp.active ? (flag: boolean) => ddp.anyRank(flag) : undefined;
     const started = performance.now();
+    if (rank === 0) metrics = probeMetrics(outDir, resumed ? Number(resumed.record.step) : 0);
     const result = await trainHeads(c, net, train, {
+      metrics,
       rank,
       device,
       afterBackward,
@@ -217,6 +224,12 @@ export async function probe(args: string[]): Promise<ProbeReport | null> {
     testSplit = labeledSplit(test, 0, c.data.image_size);
     const rows = widthRows(net, c.data.image_size, top1PerWidth(net, testSplit));
     console.log(formatTable(rows, "probe top-1"));
+    metrics?.write({
+      kind: "test",
+      step: result.step,
+      epoch: result.epoch,
+      ...Object.fromEntries(rows.map((r) => [`top1/w${r.width}`, r.top1])),
+    });
     const report: ProbeReport = {
       status: result.status,
       model: file,
@@ -242,6 +255,7 @@ export async function probe(args: string[]): Promise<ProbeReport | null> {
     await saveModel(join(outDir, "probe_model.pt"), net);
     return report;
   } finally {
+    metrics?.close();
     pretrained.dispose(); // idempotent: freed once the probe network holds its weights
     disposeSplits(testSplit);
     net?.dispose();
@@ -264,6 +278,7 @@ async function trainHeads(
     identity: ProbeIdentity;
     checkpoints: CheckpointManager;
     resume?: ProbeCheckpoint;
+    metrics: MetricsLog | null;
   },
 ): Promise<ProbeRunResult> {
   const run = {
@@ -290,6 +305,8 @@ async function trainHeads(
     device: r.device,
     afterBackward: r.afterBackward,
     anyRank: r.anyRank,
+    metrics: r.metrics ?? undefined,
+    logEvery: c.probe.log_every,
     onEpoch: (e: number, loss: number) =>
       r.rank === 0 && console.error(`probe: epoch ${e + 1} loss ${loss.toFixed(4)}`),
   };

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { readMetrics } from "../lib/log/progress.ts";
 import { manualSeed, models } from "../mod.ts";
 import { ConfigError } from "../lib/config/schema.ts";
 import { readCheckpoint } from "../lib/train/checkpoint.ts";
@@ -138,6 +139,8 @@ Deno.test("probe on the loader path: max_steps stops mid-epoch, another backbone
       "16",
       "--probe.epochs",
       "2",
+      "--probe.log_every",
+      "2",
     ];
     const reference = await probe(args("whole"));
     assert.equal(reference!.steps, 8);
@@ -183,6 +186,19 @@ Deno.test("probe on the loader path: max_steps stops mid-epoch, another backbone
     assert.deepEqual(checkpointNames(out), ["ckpt_e0001_s4.pt", "ckpt_e0002_s8.pt"]);
     await assertSameProbe(join(dir, "whole", "probe_model.pt"), join(out, "probe_model.pt"));
     assert.deepEqual(resumed!.widths, reference!.widths);
+    // The stopped and resumed probe logged the rows of the uninterrupted one: train rows every 2
+    // steps, an epoch row at steps 4 and 8 (its loss summed across the stop), the test row.
+    const rows = (folder: string) =>
+      readMetrics(join(dir, folder, "probe_metrics.jsonl")).map((r) => {
+        const { time: _t, seconds: _s, images_per_s: _i, ...rest } = r;
+        return rest;
+      });
+    const whole = rows("whole");
+    assert.deepEqual(
+      whole.map((r) => `${r.kind}@${r.step}`),
+      ["train@2", "train@4", "epoch@4", "train@6", "train@8", "epoch@8", "test@8"],
+    );
+    assert.deepEqual(rows("stopped"), whole);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -166,6 +166,8 @@ export interface ProbeStep {
   /** The epoch this step belongs to (0-based). */
   epoch: number;
   loss: number;
+  /** The learning rate of this step. */
+  lr: number;
 }
 
 /**
@@ -244,22 +246,29 @@ export class ProbeTrainer implements Disposable {
         using g = new Generator(this.options.seed * 7919 + epoch);
         using order = randperm(this.data.cached.images.shape[0], { generator: g });
         for (let b = skip; b < spe && step < total; b++) {
+          const lr = this.lrAt(step);
           const loss = this.#cachedStep(order, b, step);
-          yield { step: ++step, epoch, loss };
+          yield { step: ++step, epoch, loss, lr };
         }
       } else {
         for (const batch of this.data.loader.epoch(epoch, { skip })) {
+          const lr = this.lrAt(step);
           let loss: number;
           try {
             loss = this.#loaderStep(batch.views[0], batch.labels, step);
           } finally {
             batch.dispose();
           }
-          yield { step: ++step, epoch, loss };
+          yield { step: ++step, epoch, loss, lr };
           if (step >= total) break;
         }
       }
     }
+  }
+
+  /** The learning rate of the optimizer step after `step` steps. */
+  lrAt(step: number): number {
+    return schedule(this.options, step, this.totalSteps, this.stepsPerEpoch);
   }
 
   /** Throws if anything outside the heads changed since construction. */
@@ -305,7 +314,7 @@ export class ProbeTrainer implements Disposable {
   /** One optimizer step of the heads on the widths' logits at `step`; returns the loss. */
   #update(step: number, logits: Tensor[], labels: Tensor): number {
     const opt = this.optimizer;
-    opt.setLr(schedule(this.options, step, this.totalSteps, this.stepsPerEpoch));
+    opt.setLr(this.lrAt(step));
     const loss = slimmableClassificationLoss(logits, labels, this.options);
     opt.zeroGrad();
     loss.backward();
@@ -316,17 +325,17 @@ export class ProbeTrainer implements Disposable {
 }
 
 /**
- * Adds step `s`'s loss to `log`; at the epoch's end (or the schedule's) returns the epoch's mean
- * loss and starts the next epoch, otherwise returns null.
+ * Adds step `s`'s loss to `log`; at the epoch's end (or the schedule's) returns the epoch's row
+ * (mean loss, seconds, images per second) and starts the next epoch, otherwise returns null.
  */
 export function addEpochLoss(
   log: EpochLog,
   s: ProbeStep,
-  t: Pick<ProbeTrainer, "stepsPerEpoch" | "totalSteps">,
-): number | null {
-  log.add({ loss: s.loss }, 0);
+  t: Pick<ProbeTrainer, "stepsPerEpoch" | "totalSteps" | "options">,
+): Record<string, number | string> | null {
+  log.add({ loss: s.loss }, t.options.batchSize);
   if (s.step % t.stepsPerEpoch !== 0 && s.step !== t.totalSteps) return null;
-  return log.take(s.step / t.stepsPerEpoch, s.step).loss as number;
+  return log.take(s.step / t.stepsPerEpoch, s.step);
 }
 
 /**
@@ -345,10 +354,10 @@ export function trainProbe(
   const log = new EpochLog();
   let last = NaN;
   for (const s of trainer.steps()) {
-    const mean = addEpochLoss(log, s, trainer);
-    if (mean === null) continue;
-    last = mean;
-    onEpoch?.(s.epoch, mean);
+    const row = addEpochLoss(log, s, trainer);
+    if (row === null) continue;
+    last = row.loss as number;
+    onEpoch?.(s.epoch, last);
   }
   trainer.assertBackboneUnchanged();
   return last;

@@ -17,11 +17,24 @@ import {
   type ProbeIdentity,
   probeRecord,
 } from "./probe_checkpoint.ts";
+import { MetricsLog } from "../log/progress.ts";
 import { StopSignals } from "./stop_signals.ts";
 import { EpochLog, type EpochLogState } from "./run_metrics.ts";
 
 /** The folder (inside a probe's output folder) that holds its checkpoints. */
 export const PROBE_CHECKPOINTS = "probe_checkpoints";
+
+/** The probe's metrics (JSON lines: `train`, `epoch` and `test` rows) in its output folder. */
+export const PROBE_METRICS = "probe_metrics.jsonl";
+
+/**
+ * Opens the probe's metrics file in `outDir`. A new probe (`resumeStep` 0) starts it afresh; a
+ * resumed one drops the rows an interrupted run wrote after its checkpoint's step.
+ */
+export function probeMetrics(outDir: string, resumeStep: number): MetricsLog {
+  Deno.mkdirSync(outDir, { recursive: true });
+  return new MetricsLog(join(outDir, PROBE_METRICS), { resumeStep });
+}
 
 /** The files a finished probe writes into its output folder. */
 export const PROBE_OUTPUTS = ["probe.json", "probe_model.pt"] as const;
@@ -77,6 +90,13 @@ export interface ProbeRun {
   anyRank?: (flag: boolean) => boolean;
   /** Called at the end of each epoch with its mean loss. */
   onEpoch?: (epoch: number, loss: number) => void;
+  /**
+   * Receives a `train` row (step, epoch, loss, lr) every `logEvery` steps and an `epoch` row (mean
+   * loss, seconds, images per second) at the end of each epoch (`probeMetrics`).
+   */
+  metrics?: { write(row: Record<string, unknown>): void };
+  /** Steps between `train` rows (default 50). */
+  logEvery?: number;
 }
 
 /** A probe checkpoint read from `path` and checked against the probe that continues it. */
@@ -136,6 +156,7 @@ export async function runProbe(run: ProbeRun): Promise<ProbeRunResult> {
   const lastStep = run.maxSteps ? Math.min(totalSteps, run.maxSteps) : totalSteps;
   const ckptEvery = run.ckptEvery > 0 ? Math.max(1, Math.round(run.ckptEvery * stepsPerEpoch)) : 0;
   const epochAt = (s: number) => s / stepsPerEpoch;
+  const logEvery = Math.max(1, run.logEvery ?? 50);
   let checkpoint: string | null = run.resume?.path ?? null;
   const save = async () => {
     if (!isMain) return;
@@ -146,8 +167,14 @@ export async function runProbe(run: ProbeRun): Promise<ProbeRunResult> {
   if (step < lastStep) {
     for (const s of trainer.steps(step)) {
       step = s.step;
-      const mean = addEpochLoss(epochLog, s, trainer);
-      if (mean !== null) run.onEpoch?.(s.epoch, mean);
+      if (step % logEvery === 0) {
+        run.metrics?.write({ kind: "train", step, epoch: epochAt(step), loss: s.loss, lr: s.lr });
+      }
+      const row = addEpochLoss(epochLog, s, trainer);
+      if (row !== null) {
+        run.metrics?.write(row);
+        run.onEpoch?.(s.epoch, row.loss as number);
+      }
       if (step >= lastStep) break;
       if (ckptEvery && step % ckptEvery === 0) await save();
       await signals.poll();
