@@ -24,6 +24,7 @@ import {
   LoaderSource,
   openDataset,
   taskLoader,
+  withHoldout,
 } from "../lib/train/data.ts";
 import { disposeSplits } from "../lib/train/source.ts";
 import { assertNewRun } from "../lib/train/run_dir.ts";
@@ -88,7 +89,10 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
   assertNewRun(runDir, Boolean(flags.resume));
   const log = (m: string) => rank === 0 && console.error(m);
 
-  const train = await openDataset(config.data, "train", log);
+  const { train, heldOut } = withHoldout(
+    await openDataset(config.data, "train", log),
+    config.run.knn_holdout,
+  );
   const test = await openDataset(config.data, "test", log);
   assertConfiguredChannels(config.model.in_channels, train);
   const device = trainingDevice(config.run, group ? rankDevice() : "cuda");
@@ -101,6 +105,7 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
     ? {
       train: labeledSplit(train, config.run.knn_samples, config.data.image_size),
       test: labeledSplit(test, 0, config.data.image_size),
+      holdout: heldOut && labeledSplit(heldOut, 0, config.data.image_size),
     }
     : undefined;
 
@@ -149,6 +154,9 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
         knn?.train.images.shape[0] ?? 0,
         config.run.bn_recalibrate,
       ),
+      monitor: heldOut
+        ? `kNN on ${heldOut.size} training images held out of pretraining (${heldOut.name})`
+        : "kNN on the test split",
       widths: rows,
       steps: result.step,
       epochs: result.epoch,
@@ -171,7 +179,7 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
     optimizer.dispose();
     method.dispose();
     generator.dispose();
-    disposeSplits(knn?.train, knn?.test);
+    disposeSplits(knn?.train, knn?.test, knn?.holdout);
     train.dispose();
     test.dispose();
     group?.destroy();

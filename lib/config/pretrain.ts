@@ -133,6 +133,11 @@ export const PRETRAIN_SCHEMA = {
     knn_k: f.int(200, "kNN neighbours", { min: 1 }),
     knn_t: f.num(0.1, "kNN temperature", { min: 1e-4 }),
     knn_samples: f.int(0, "kNN bank size cap (0: the whole training split)", { min: 0 }),
+    knn_holdout: f.int(
+      0,
+      "training images held out of pretraining (seeded) as the kNN monitor's queries; 0: the monitor queries the test split",
+      { min: 0 },
+    ),
     bn_recalibrate: f.int(
       0,
       "kNN on BatchNorm statistics recomputed per width over this many clean bank images (the final model keeps them; 0: the running statistics of training)",

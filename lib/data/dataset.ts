@@ -73,6 +73,10 @@ export class Subset implements Dataset {
   get size(): number {
     return this.#idx.length;
   }
+  /** The dataset this is a view of. */
+  get parent(): Dataset {
+    return this.#parent;
+  }
   get classes(): readonly string[] {
     return this.#parent.classes;
   }
@@ -105,6 +109,19 @@ export class Subset implements Dataset {
   }
   /** Subsets own nothing; disposing one is a no-op. */
   dispose(): void {}
+}
+
+/**
+ * Splits `ds` into a seeded held-out part of `count` samples and the rest, both views of `ds`
+ * (which owns their data: dispose it, not them).
+ */
+export function holdOut(ds: Dataset, count: number, seed = 0): { rest: Subset; held: Subset } {
+  const held = subsetIndices(ds.size, { count, seed });
+  const isHeld = new Uint8Array(ds.size);
+  for (const i of held) isHeld[i] = 1;
+  const rest = new Int32Array(ds.size - held.length);
+  for (let i = 0, k = 0; i < ds.size; i++) if (!isHeld[i]) rest[k++] = i;
+  return { rest: new Subset(ds, rest), held: new Subset(ds, held) };
 }
 
 /** A seeded subset (a fraction or a count of the samples). */

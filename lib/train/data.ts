@@ -9,6 +9,7 @@ import {
   type Batch,
   type Dataset,
   type EpochSummary,
+  holdOut,
   ImageFolder,
   loadCifar10,
   loadCifar100,
@@ -19,6 +20,7 @@ import {
   provideFashionMnist,
   type Recipe,
   recipe,
+  Subset,
   subset,
   TensorDataset,
 } from "../data/mod.ts";
@@ -184,26 +186,20 @@ export function taskLoader(
  */
 export function labeledSplit(ds: Dataset, limit = 0, size?: number): LabeledSplit {
   const n = limit > 0 ? Math.min(limit, ds.size) : ds.size;
-  if (ds instanceof TensorDataset && (!size || size === ds.imageSize)) {
-    const stats = ds.stats ?? { mean: [0.5], std: [0.5] };
+  // In-memory images (or a subset of them) at their own size: gathered and normalised at once.
+  let root = ds;
+  while (root instanceof Subset) root = root.parent;
+  if (root instanceof TensorDataset && (!size || size === root.imageSize)) {
+    const stats = root.stats ?? { mean: [0.5], std: [0.5] };
+    const at = Array.from({ length: n }, (_, i) => i === 0 ? 0 : Math.floor((i * ds.size) / n));
     return noGrad(() =>
       scope(() => {
-        const idx = tensor(
-          Array.from({ length: n }, (_, i) => i === 0 ? 0 : Math.floor((i * ds.size) / n)),
-          [n],
-          { dtype: "int64" },
-        );
-        const x = ds.images.indexSelect(0, idx).to("float32").div(255);
-        const c = ds.channels;
+        const idx = tensor(at.map((i) => ds.sourceIndex(i)), [n], { dtype: "int64" });
+        const x = root.images.indexSelect(0, idx).to("float32").div(255);
+        const c = root.channels;
         const mean = tensor(stats.mean.slice(0, c), [1, c, 1, 1]);
         const std = tensor(stats.std.slice(0, c), [1, c, 1, 1]);
-        const labels = tensor(
-          Array.from(idx.toArray() as BigInt64Array, (i) => ds.label(Number(i))),
-          [n],
-          {
-            dtype: "int64",
-          },
-        );
+        const labels = tensor(at.map((i) => ds.label(i)), [n], { dtype: "int64" });
         return {
           images: x.sub(mean).div(std).keep(),
           labels: labels.keep(),
@@ -253,6 +249,30 @@ export function labeledSplit(ds: Dataset, limit = 0, size?: number): LabeledSpli
     for (const t of [...images, ...labels]) t.dispose();
     loader.dispose();
   }
+}
+
+/** The seed of the held-out monitor split: the same images whatever the run's seed. */
+const HOLDOUT_SEED = 1;
+
+/**
+ * Splits `count` seeded images off training set `ds` (0: none) as the kNN monitor's queries; the
+ * run trains on the rest. Disposing the returned `train` frees `ds`.
+ */
+export function withHoldout(
+  ds: Dataset,
+  count: number,
+): { train: Dataset; heldOut: Dataset | null } {
+  if (!count) return { train: ds, heldOut: null };
+  if (count >= ds.size) {
+    const size = ds.size;
+    ds.dispose();
+    throw new ConfigError(
+      `'run.knn_holdout' holds out ${count} images but ${ds.name} has ${size}; leave some to train on`,
+    );
+  }
+  const { rest, held } = holdOut(ds, count, HOLDOUT_SEED);
+  rest.dispose = () => ds.dispose();
+  return { train: rest, heldOut: held };
 }
 
 /** Throws a ConfigError naming `model.in_channels` unless the dataset's images have that many. */

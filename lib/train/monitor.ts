@@ -43,19 +43,33 @@ export function knnPerWidth(
   test: LabeledSplit,
   o: KnnOptions = {},
 ): Map<number, number> {
+  return knnPerWidthOn(net, train, [test], o)[0];
+}
+
+/**
+ * kNN top-1 (0–1) of every width for each of several query splits against one bank: the bank's
+ * features are extracted once per width.
+ */
+export function knnPerWidthOn(
+  net: SlimmableResNet,
+  train: LabeledSplit,
+  queries: readonly LabeledSplit[],
+  o: KnnOptions = {},
+): Map<number, number>[] {
   const device = deviceOf(net);
   return scope(() => {
     const bankLabels = onDevice(train.labels, device);
-    const queryLabels = onDevice(test.labels, device);
-    const out = new Map<number, number>();
+    const out = queries.map(() => new Map<number, number>());
     for (const w of net.widths) {
-      const acc = net.withWidth(w, () =>
+      net.withWidth(w, () =>
         scope(() => {
           const bank = extractFeatures(net, train.images);
-          const queries = extractFeatures(net, test.images);
-          return knnAccuracy(bank, bankLabels, queries, queryLabels, train.numClasses, o);
+          queries.forEach((q, i) => {
+            const features = extractFeatures(net, q.images);
+            const labels = onDevice(q.labels, device);
+            out[i].set(w, knnAccuracy(bank, bankLabels, features, labels, train.numClasses, o));
+          });
         }));
-      out.set(w, acc);
     }
     return out;
   });

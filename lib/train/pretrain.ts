@@ -43,7 +43,7 @@ import {
   type LoopOptions,
 } from "./run_metrics.ts";
 import type { LabeledSplit, TwoViewSource } from "./source.ts";
-import { knnPerWidth } from "./monitor.ts";
+import { knnPerWidthOn } from "./monitor.ts";
 import { recalibrateBatchNorm, withRecalibratedBatchNorm } from "../eval/bn_recalibration.ts";
 
 /** Everything a pretraining run needs. */
@@ -54,8 +54,11 @@ export interface PretrainRun extends LoopOptions {
   method: SlimSSLMethod;
   optimizer: Optimizer<object>;
   source: TwoViewSource;
-  /** kNN monitor data (bank and queries); no monitor without it. */
-  knn?: { train: LabeledSplit; test: LabeledSplit };
+  /**
+   * kNN data: the bank, the test queries (the final evaluation; also the monitor's without
+   * `holdout`) and the held-out training images the monitor queries instead. No kNN without it.
+   */
+  knn?: { train: LabeledSplit; test: LabeledSplit; holdout?: LabeledSplit | null };
 }
 
 /** How a run ended, with its last metrics. */
@@ -78,9 +81,13 @@ const RESUME_KEYS = [
   "ssl.dim",
   "ssl.queue",
   "ssl.mlp_dim",
+  "data.dataset",
+  "data.subset",
   "data.batch_size",
   "optim.name",
   "optim.grad_accum",
+  "run.seed",
+  "run.knn_holdout",
 ] as const;
 
 /** Loads a checkpoint into the run, checking it fits; returns the step to continue from. */
@@ -276,28 +283,43 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
     metrics?.write(row);
     tb?.scalars(step, epochScalars(row));
   };
-  /** kNN per width; `final` keeps recalibrated BatchNorm statistics in the model. */
+  /**
+   * kNN per width on the monitor's queries (the held-out images, else the test split), and at the
+   * end (`final`) on the test split too; `final` keeps recalibrated BatchNorm statistics in the
+   * model. The monitor's widest width sets `best`; the test split's result is `knn`.
+   */
   const evaluate = (final: boolean) => {
     if (!run.knn) return;
-    const { train, test } = run.knn;
+    const { train, test, holdout } = run.knn;
     const encoder = run.method.encoder;
-    const measure = () => knnPerWidth(encoder, train, test, { k: c.run.knn_k, t: c.run.knn_t });
+    const splits: [string, LabeledSplit][] = holdout
+      ? [["holdout", holdout], ...(final ? [["test", test] as [string, LabeledSplit]] : [])]
+      : [["test", test]];
+    const measure = () =>
+      knnPerWidthOn(encoder, train, splits.map(([, q]) => q), { k: c.run.knn_k, t: c.run.knn_t });
     const recal = { samples: c.run.bn_recalibrate };
     // The finished model is the weight average, when one is kept.
     if (final) ema?.copyTo();
-    if (!recal.samples) knn = measure();
+    let results: Map<number, number>[];
+    if (!recal.samples) results = measure();
     else if (final) {
       recalibrateBatchNorm(encoder, train.images, recal);
-      knn = measure();
-    } else knn = withRecalibratedBatchNorm(encoder, train.images, recal, measure);
+      results = measure();
+    } else results = withRecalibratedBatchNorm(encoder, train.images, recal, measure);
     // Evaluation batches differ in shape from training ones: hand their blocks back.
     if (device.startsWith("cuda")) cuda.emptyCache();
-    const widest = Math.max(...knn.keys());
-    const top1 = knn.get(widest)!;
-    best = betterOf(best, `knn/w${widest}`, top1, step);
-    const values = Object.fromEntries([...knn].map(([w, a]) => [`knn/w${w}`, a * 100]));
-    metrics?.write({ kind: "eval", step, epoch: epochAt(step), ...values });
-    tb?.scalars(step, values);
+    splits.forEach(([split], i) => {
+      const acc = results[i];
+      const prefix = split === "test" ? "knn" : `knn_${split}`;
+      if (i === 0) {
+        const widest = Math.max(...acc.keys());
+        best = betterOf(best, `${prefix}/w${widest}`, acc.get(widest)!, step);
+      }
+      if (split === "test") knn = acc;
+      const values = Object.fromEntries([...acc].map(([w, a]) => [`${prefix}/w${w}`, a * 100]));
+      metrics?.write({ kind: "eval", split, step, epoch: epochAt(step), ...values });
+      tb?.scalars(step, values);
+    });
   };
 
   try {
