@@ -125,6 +125,11 @@ Deno.test("resuming with a config that does not fit names the keys", async () =>
       () => tinyPretrain(dir, tinyConfig(["--model.widths=1,0.25"]), "auto"),
       /does not fit this config: model\.widths is \[1,0\.5\] there, \[1,0\.25\] here/,
     );
+    // Another seed would draw other batches: not the run that was stopped.
+    await assert.rejects(
+      () => tinyPretrain(dir, tinyConfig(["--run.seed=7"]), "auto"),
+      /does not fit this config: run\.seed is 0 there, 7 here/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -75,7 +75,10 @@ const RESUME_KEYS = [
   "model.base_width",
   "model.widths",
   "model.head",
+  "data.dataset",
+  "data.subset",
   "data.batch_size",
+  "run.seed",
 ] as const;
 
 /** What a restored run continues with. */
