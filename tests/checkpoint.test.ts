@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { CheckpointManager, readCheckpoint } from "../lib/train/checkpoint.ts";
+import { CheckpointManager, configMismatches, readCheckpoint } from "../lib/train/checkpoint.ts";
 import { serialize } from "../mod.ts";
 
 Deno.test("checkpoints are atomic, the last K are kept, the newest is found", async () => {
@@ -41,4 +41,28 @@ Deno.test("a truncated or foreign checkpoint is an error naming the file", async
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("configMismatches names the keys; a key an older checkpoint lacks is its default", () => {
+  const now = { run: { seed: 0, knn_holdout: 0 }, data: { subset: 0 } };
+  const keys = ["run.seed", "run.knn_holdout", "data.subset"];
+  assert.deepEqual(
+    configMismatches({ run: { seed: 1, knn_holdout: 0 }, data: { subset: 0 } }, now, keys),
+    [
+      "run.seed is 1 there, 0 here",
+    ],
+  );
+  // Written before run.knn_holdout existed: it ran without one, which is the default.
+  const older = { run: { seed: 0 }, data: { subset: 0 } };
+  assert.deepEqual(configMismatches(older, now, keys, now), []);
+  assert.deepEqual(
+    configMismatches(older, { ...now, run: { seed: 0, knn_holdout: 5 } }, keys, now),
+    [
+      "run.knn_holdout is 0 there, 5 here",
+    ],
+  );
+  // Without defaults a missing key is a mismatch.
+  assert.deepEqual(configMismatches(older, now, keys), [
+    "run.knn_holdout is undefined there, 0 here",
+  ]);
 });

@@ -194,10 +194,14 @@ export function configMismatches(
   saved: unknown,
   current: unknown,
   keys: readonly string[],
+  /** Values for keys a checkpoint of an older version lacks (the option did not exist yet). */
+  defaults?: unknown,
 ): string[] {
   const show = (config: unknown, k: string) => JSON.stringify(valueAt(config, k));
-  return keys.filter((k) => show(saved, k) !== show(current, k)).map((k) =>
-    `${k} is ${show(saved, k)} there, ${show(current, k)} here`
+  const showSaved = (k: string) =>
+    valueAt(saved, k) === undefined && defaults !== undefined ? show(defaults, k) : show(saved, k);
+  return keys.filter((k) => showSaved(k) !== show(current, k)).map((k) =>
+    `${k} is ${showSaved(k)} there, ${show(current, k)} here`
   );
 }
 

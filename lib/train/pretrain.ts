@@ -5,7 +5,8 @@
  * metrics, a live progress line and a per-epoch kNN monitor per width.
  */
 import { join } from "node:path";
-import type { PretrainConfig } from "../config/pretrain.ts";
+import { PRETRAIN_SCHEMA, type PretrainConfig } from "../config/pretrain.ts";
+import { defaults } from "../config/schema.ts";
 import { SerializationError } from "../serialize/raw.ts";
 import { OrderedDict } from "../serialize/pytypes.ts";
 import { fromRaw, toRaw } from "../serialize/tensors.ts";
@@ -108,7 +109,12 @@ async function restore(
       `${path}: a supervised checkpoint; pretraining resumes from its own run's checkpoints`,
     );
   }
-  const mismatched = configMismatches(rec.config, run.config, RESUME_KEYS);
+  const mismatched = configMismatches(
+    rec.config,
+    run.config,
+    RESUME_KEYS,
+    defaults(PRETRAIN_SCHEMA),
+  );
   if (mismatched.length) {
     throw new SerializationError(
       `${path}: the checkpoint does not fit this config: ${mismatched.join("; ")}`,

@@ -7,7 +7,8 @@
  * width every N epochs.
  */
 import { join } from "node:path";
-import type { SupervisedConfig } from "../config/supervised.ts";
+import { SUPERVISED_SCHEMA, type SupervisedConfig } from "../config/supervised.ts";
+import { defaults } from "../config/schema.ts";
 import { type AmpSetting, autocast, GradScaler, resolveAmp } from "../amp.ts";
 import type { Loader } from "../data/mod.ts";
 import type { Device } from "../dtype.ts";
@@ -103,7 +104,7 @@ export function resumeMismatch(rec: Record<string, unknown>, run: SupervisedRun)
       })`,
     ];
   }
-  const out = configMismatches(rec.config, run.config, RESUME_KEYS);
+  const out = configMismatches(rec.config, run.config, RESUME_KEYS, defaults(SUPERVISED_SCHEMA));
   const classes = valueAt(rec, "model.config.numClasses");
   if (classes !== run.net.slimOptions.numClasses) {
     out.push(`the classifier has ${classes} classes there, ${run.net.slimOptions.numClasses} here`);
