@@ -37,7 +37,24 @@ Deno.test("defaults, YAML recipes and flag overrides compose in order", async ()
 });
 
 Deno.test("unknown keys, wrong types and bad values are errors naming the key", async () => {
-  assert.throws(() => parse(["--optim.lrr", "1"]), /unknown flag --optim\.lrr/);
+  assert.throws(
+    () => parse(["--optim.lrr", "1"]),
+    /^ConfigError: unknown flag --optim\.lrr \(did you mean optim\.lr\?\)$/,
+  );
+  assert.throws(
+    () => parse(["--schedule.epoch", "3"]),
+    /unknown flag --schedule\.epoch \(did you mean schedule\.epochs\?\)$/,
+  );
+  assert.throws(
+    () => parseCommandLine(PRETRAIN_SCHEMA, ["--resum", "auto"], { resume: "string" }),
+    /unknown flag --resum \(did you mean resume\?\)$/,
+  );
+  assert.throws(() => parse(["--ssl.queeu", "1"]), /\(did you mean ssl\.queue\?\)$/);
+  // Nothing close: no suggestion.
+  assert.throws(
+    () => parse(["--optim.zzzzzz", "1"]),
+    /^ConfigError: unknown flag --optim\.zzzzzz$/,
+  );
   assert.throws(() => parse(["--lr", "1"]), /unknown flag --lr \(did you mean optim\.lr\?\)/);
   assert.throws(
     () => parse(["--optim.lr", "fast"]),

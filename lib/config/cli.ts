@@ -73,7 +73,7 @@ export function parseCommandLine<S extends Schema>(
     }
     applyYaml(schema, config, text, file);
   }
-  applyFlags(schema, config, overrides);
+  applyFlags(schema, config, overrides, ["config", ...Object.keys(taskFlags)]);
   return { config: config as ConfigOf<S>, flags, recipes };
 }
 

@@ -180,9 +180,36 @@ function setAt(target: Record<string, unknown>, path: string, value: unknown): v
   node[parts[parts.length - 1]] = value;
 }
 
-function suggest(schema: Schema, path: string): string {
+/** Edit distance between two short strings (insertions, deletions, substitutions, swaps). */
+function editDistance(a: string, b: string): number {
+  const d = Array.from(
+    { length: a.length + 1 },
+    (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.length][b.length];
+}
+
+/**
+ * " (did you mean …?)" for an unknown key: keys with the same last part in another section, else
+ * keys within two edits of it (a typo), else nothing.
+ */
+function suggest(schema: Schema, path: string, taskFlags: readonly string[] = []): string {
   const last = path.split(".").pop()!;
-  const near = fields(schema).map(([p]) => p).filter((p) => p.endsWith("." + last) || p === last);
+  const keys = [...fields(schema).map(([p]) => p), ...taskFlags];
+  let near = keys.filter((p) => p.endsWith("." + last) || p === last);
+  if (!near.length) {
+    const typo = Math.min(2, Math.floor(path.length / 3));
+    near = keys.filter((p) => editDistance(p, path) <= typo);
+  }
   return near.length ? ` (did you mean ${near.join(" or ")}?)` : "";
 }
 
@@ -230,10 +257,14 @@ export function applyFlags(
   schema: Schema,
   config: Record<string, unknown>,
   flags: [string, string][],
+  /** The task's own flags (`resume`, `model`, …), suggested for near misses too. */
+  taskFlags: readonly string[] = [],
 ) {
   for (const [name, value] of flags) {
     const field = leafAt(schema, name);
-    if (!field) throw new ConfigError(`unknown flag --${name}${suggest(schema, name)}`);
+    if (!field) {
+      throw new ConfigError(`unknown flag --${name}${suggest(schema, name, taskFlags)}`);
+    }
     setAt(config, name, coerce(field, value, name, `--${name}`));
   }
 }
