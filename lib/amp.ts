@@ -4,7 +4,7 @@
  * check the gradients in one call, skip steps with inf/NaN, grow or back off the scale).
  */
 import { type Device, deviceCode, type DType, DTYPE_CODES } from "./dtype.ts";
-import type { Optimizer } from "./optim.ts";
+import { clipGradNorm, type Optimizer } from "./optim.ts";
 import { raw, type Tensor } from "./tensor.ts";
 
 /** A mixed-precision setting as configured (`auto` is resolved per device by `resolveAmp`). */
@@ -102,11 +102,12 @@ export class GradScaler {
   }
 
   /**
-   * Unscales, steps the optimizer unless a gradient is inf or NaN, and updates the scale. Returns
-   * whether the step was taken. (Clip between `unscale` and the step by calling them yourself.)
+   * Unscales, clips the unscaled gradients' global norm to `clip` (when > 0), steps the optimizer
+   * unless a gradient is inf or NaN, and updates the scale. Returns whether the step was taken.
    */
-  step(optimizer: Optimizer<object>, params: readonly Tensor[]): boolean {
+  step(optimizer: Optimizer<object>, params: readonly Tensor[], clip = 0): boolean {
     const found = this.unscale(params);
+    if (clip > 0) clipGradNorm(params, clip);
     if (!found) optimizer.step();
     this.update(found);
     return !found;

@@ -13,6 +13,7 @@ import { commandHelp, parseCommandLine } from "../lib/config/cli.ts";
 import { ConfigError, type ConfigOf, f, type Schema } from "../lib/config/schema.ts";
 import {
   dataSection,
+  decayFields,
   deviceField,
   seedField,
   threadsField,
@@ -55,8 +56,7 @@ export const PROBE_SCHEMA = {
     lr: f.num(0.5, "peak learning rate (60 for the paper's MoCo v2 ImageNet probe)", { min: 0 }),
     momentum: f.num(0.9, "SGD momentum", { min: 0, max: 1 }),
     weight_decay: f.num(0, "weight decay", { min: 0 }),
-    decay: f.str("cosine", "learning-rate decay", ["cosine", "step"]),
-    milestones: f.nums([], "step decay epochs", { min: 0 }),
+    ...decayFields(),
     inplace_distill: f.bool(true, "sub-width heads learn from the full width's predictions"),
     mixed: f.bool(true, "with inplace_distill: average distillation and label losses"),
     reduce: f.str("sum", "combine per-width losses", ["sum", "mean"]),

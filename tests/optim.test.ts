@@ -16,7 +16,9 @@ import {
   SGD,
   type SGDOptions,
   type Tensor,
+  tensor,
 } from "../mod.ts";
+import { WeightEma } from "../lib/train/weight_ema.ts";
 import {
   assertClose,
   assertTensorEqual,
@@ -226,5 +228,25 @@ Deno.test("emaUpdate rejects lists of different lengths", () => {
   leakFree(() => {
     const k = [fromJSON(FIX.init.w), fromJSON(FIX.init.b)];
     assert.throws(() => emaUpdate(k, [fromJSON(FIX.init.w)], 0.9), /target list has 2/);
+  });
+});
+
+Deno.test("WeightEma: decay min(d, (1+n)/(10+n)) per update, copied into the model, no leaks", () => {
+  leakFree(() => {
+    const p = tensor([1, 2], [2]);
+    using ema = new WeightEma([p], 0.5);
+    let want = [1, 2];
+    for (let n = 0; n < 4; n++) {
+      p.copy_(tensor([10 * (n + 1), -n], [2]));
+      ema.update();
+      const d = Math.min(0.5, (1 + n) / (10 + n));
+      const now = [10 * (n + 1), -n];
+      want = want.map((a, i) => d * a + (1 - d) * now[i]);
+    }
+    assert.equal(ema.updates, 4);
+    ema.copyTo();
+    const got = Array.from(p.toFloat32Array());
+    got.forEach((g, i) => assert.ok(Math.abs(g - want[i]) < 1e-5, `${got} vs ${want}`));
+    p.dispose();
   });
 });

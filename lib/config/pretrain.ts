@@ -8,6 +8,7 @@ import {
   backboneFields,
   dataSection,
   deviceField,
+  scheduleSection,
   seedField,
   threadsField,
   validateBackboneAndRun,
@@ -107,12 +108,7 @@ export const PRETRAIN_SCHEMA = {
     grad_accum: f.int(1, "micro-batches per optimizer step", { min: 1 }),
     clip_grad: f.num(0, "clip the global gradient norm (0: off)", { min: 0 }),
   },
-  schedule: {
-    epochs: f.num(1, "training epochs (may be fractional)", { min: 0.001 }),
-    warmup_epochs: f.num(0, "linear warm-up epochs", { min: 0 }),
-    decay: f.str("cosine", "learning-rate decay", ["cosine", "step"]),
-    milestones: f.nums([], "step decay: epochs where the rate is multiplied by 0.1", { min: 0 }),
-  },
+  schedule: scheduleSection(),
   run: {
     out: f.str("runs", "folder that holds run folders"),
     name: f.str("", "run folder name (empty: method-arch-timestamp)"),

@@ -107,6 +107,23 @@ export const threadsField = () => f.int(0, "LibTorch threads (0: all cores)", { 
 /** The random seed. */
 export const seedField = () => f.int(0, "random seed", { min: 0 });
 
+/** The learning-rate decay fields (`decay`, `milestones`) of every training task. */
+export function decayFields() {
+  return {
+    decay: f.str("cosine", "learning-rate decay", ["cosine", "step"]),
+    milestones: f.nums([], "step decay: epochs where the rate is multiplied by 0.1", { min: 0 }),
+  };
+}
+
+/** The `schedule` section of pretraining and supervised training. */
+export function scheduleSection() {
+  return {
+    epochs: f.num(1, "training epochs (may be fractional)", { min: 0.001 }),
+    warmup_epochs: f.num(0, "linear warm-up epochs", { min: 0 }),
+    ...decayFields(),
+  };
+}
+
 /** The learning-rate schedule fields every training task's config shares. */
 export interface ScheduleSettings {
   epochs: number;

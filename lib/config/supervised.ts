@@ -8,6 +8,7 @@ import {
   backboneFields,
   dataSection,
   deviceField,
+  scheduleSection,
   seedField,
   threadsField,
   validateBackboneAndRun,
@@ -32,12 +33,7 @@ export const SUPERVISED_SCHEMA = {
     nesterov: f.bool(false, "Nesterov momentum"),
     clip_grad: f.num(0, "clip the global gradient norm (0: off)", { min: 0 }),
   },
-  schedule: {
-    epochs: f.num(1, "epochs (may be fractional)", { min: 0.001 }),
-    warmup_epochs: f.num(0, "linear warm-up epochs", { min: 0 }),
-    decay: f.str("cosine", "learning-rate decay", ["cosine", "step"]),
-    milestones: f.nums([], "step decay: epochs where the rate is multiplied by 0.1", { min: 0 }),
-  },
+  schedule: scheduleSection(),
   run: {
     out: f.str("runs", "folder that holds run folders"),
     name: f.str("supervised", "run folder name"),

@@ -11,16 +11,13 @@ import { SerializationError } from "../serialize/raw.ts";
 import { OrderedDict } from "../serialize/pytypes.ts";
 import { fromRaw, toRaw } from "../serialize/tensors.ts";
 import type { RawTensor } from "../serialize/raw.ts";
-import { atomicWriteFile } from "../serialize/fs.ts";
-import { clipGradNorm, type Optimizer } from "../optim.ts";
+import type { Optimizer } from "../optim.ts";
 import { type AmpSetting, autocast, GradScaler, resolveAmp } from "../amp.ts";
 import type { Device } from "../dtype.ts";
 import { cuda } from "../device.ts";
 import { scope } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import type { SlimSSLMethod, StepMetrics } from "../ssl/mod.ts";
-import { MetricsLog, Progress } from "../log/progress.ts";
-import { TensorBoardWriter } from "../log/tensorboard.ts";
 import {
   CheckpointManager,
   configMismatches,
@@ -33,6 +30,7 @@ import {
 } from "./checkpoint.ts";
 import { learningRate } from "./schedule.ts";
 import { StopSignals } from "./stop_signals.ts";
+import { applyGradients, openRunLogs, stepsEvery } from "./loop.ts";
 import { WeightEma } from "./weight_ema.ts";
 import {
   type BestMetric,
@@ -211,7 +209,6 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
   const totalSteps = Math.max(1, Math.ceil(c.schedule.epochs * stepsPerEpoch));
   const lastStep = c.run.max_steps ? Math.min(totalSteps, c.run.max_steps) : totalSteps;
   const ckpts = new CheckpointManager(join(run.runDir, "checkpoints"), c.run.keep_last);
-  await Deno.mkdir(run.runDir, { recursive: true });
 
   const device: Device = run.device ?? "cpu";
   const amp = resolveAmp(c.run.amp as AmpSetting, device);
@@ -244,28 +241,21 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
   }
   // Any resume, even one that found no checkpoint (step 0), replaces what a killed run logged
   // after the step it continues from.
-  const resumed = run.resume ? { resumeStep: step } : {};
-  if (isMain) {
-    await atomicWriteFile(
-      join(run.runDir, "config.json"),
-      new TextEncoder().encode(JSON.stringify(c, null, 2) + "\n"),
-    );
-  }
-  const metrics = isMain ? new MetricsLog(join(run.runDir, "metrics.jsonl"), resumed) : null;
-  const tb = isMain ? new TensorBoardWriter(join(run.runDir, "tensorboard"), resumed) : null;
+  const logs = await openRunLogs(run.runDir, c, {
+    isMain,
+    progress: run.progress ?? true,
+    lastStep,
+    resumeStep: run.resume ? step : undefined,
+  });
+  const { metrics, tb, progress } = logs;
   const epochLog = new EpochLog(epochLogState);
-  const progress = isMain && (run.progress ?? true) ? new Progress(lastStep) : null;
 
   const ddp = run.ddp?.active ? run.ddp : null;
   const signals = new StopSignals({ anyRank: ddp ? (flag) => ddp.anyRank(flag) : undefined });
 
   const epochAt = (s: number) => s / stepsPerEpoch;
-  const ckptEvery = c.run.ckpt_every > 0
-    ? Math.max(1, Math.round(c.run.ckpt_every * stepsPerEpoch))
-    : 0;
-  const knnEvery = c.run.knn_every > 0
-    ? Math.max(1, Math.round(c.run.knn_every * stepsPerEpoch))
-    : 0;
+  const ckptEvery = stepsEvery(c.run.ckpt_every, stepsPerEpoch);
+  const knnEvery = stepsEvery(c.run.knn_every, stepsPerEpoch);
   let lastMetrics: StepMetrics | null = null;
   let checkpoint: string | null = ckpts.latest()?.path ?? null;
   let status: PretrainResult["status"] = "completed";
@@ -366,10 +356,7 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
         }
       }
       if (run.ddp?.active) run.ddp.allReduceGradients();
-      const foundInf = scaler ? scaler.unscale(params) : false;
-      if (c.optim.clip_grad > 0) clipGradNorm(params, c.optim.clip_grad);
-      if (!foundInf) run.optimizer.step();
-      scaler?.update(foundInf);
+      applyGradients(run.optimizer, params, scaler, c.optim.clip_grad);
       run.method.afterOptimizerStep({ epoch: frac, step });
       ema?.update();
       step++;
@@ -409,9 +396,7 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
   } finally {
     signals[Symbol.dispose]();
     ema?.[Symbol.dispose]();
-    progress?.done();
-    metrics?.close();
-    tb?.close();
+    logs.close();
   }
   return {
     status,

@@ -19,6 +19,7 @@ import {
 } from "./probe_checkpoint.ts";
 import { MetricsLog } from "../log/progress.ts";
 import { StopSignals } from "./stop_signals.ts";
+import { stepsEvery } from "./loop.ts";
 import { EpochLog, type EpochLogState } from "./run_metrics.ts";
 
 /** The folder (inside a probe's output folder) that holds its checkpoints. */
@@ -154,7 +155,7 @@ export async function runProbe(run: ProbeRun): Promise<ProbeRunResult> {
   }
   const { stepsPerEpoch, totalSteps } = trainer;
   const lastStep = run.maxSteps ? Math.min(totalSteps, run.maxSteps) : totalSteps;
-  const ckptEvery = run.ckptEvery > 0 ? Math.max(1, Math.round(run.ckptEvery * stepsPerEpoch)) : 0;
+  const ckptEvery = stepsEvery(run.ckptEvery, stepsPerEpoch);
   const epochAt = (s: number) => s / stepsPerEpoch;
   const logEvery = Math.max(1, run.logEvery ?? 50);
   let checkpoint: string | null = run.resume?.path ?? null;

@@ -14,13 +14,10 @@ import type { Loader } from "../data/mod.ts";
 import type { Device } from "../dtype.ts";
 import { modelRecord } from "../models/model_file.ts";
 import type { SlimmableResNet } from "../models/slimmable_resnet.ts";
-import { clipGradNorm, type Optimizer } from "../optim.ts";
+import type { Optimizer } from "../optim.ts";
 import { scope } from "../scope.ts";
-import { atomicWriteFile } from "../serialize/fs.ts";
 import { type RawTensor, SerializationError } from "../serialize/raw.ts";
 import type { Tensor } from "../tensor.ts";
-import { MetricsLog, Progress } from "../log/progress.ts";
-import { TensorBoardWriter } from "../log/tensorboard.ts";
 import {
   CheckpointManager,
   configMismatches,
@@ -35,6 +32,7 @@ import {
 import { classificationTerms, top1PerWidth } from "./probe.ts";
 import { learningRate } from "./schedule.ts";
 import { StopSignals } from "./stop_signals.ts";
+import { applyGradients, openRunLogs, stepsEvery } from "./loop.ts";
 import {
   type BestMetric,
   betterOf,
@@ -161,27 +159,22 @@ export async function runSupervised(run: SupervisedRun): Promise<SupervisedResul
     ? await restore(run, resumeFrom, scaler)
     : { step: 0, top1: null, best: null, epochLog: null } as Resumed;
   const epochLog = new EpochLog(epochLogState);
-  await Deno.mkdir(run.runDir, { recursive: true });
-  if (isMain) {
-    await atomicWriteFile(
-      join(run.runDir, "config.json"),
-      new TextEncoder().encode(JSON.stringify(c, null, 2) + "\n"),
-    );
-  }
   // Any resume, even one that found no checkpoint (step 0), replaces what a killed run logged
   // after the step it continues from.
-  const resumed = run.resume ? { resumeStep: step } : {};
-  const metrics = isMain ? new MetricsLog(join(run.runDir, "metrics.jsonl"), resumed) : null;
-  const tb = isMain ? new TensorBoardWriter(join(run.runDir, "tensorboard"), resumed) : null;
-  const progress = isMain && (run.progress ?? true) ? new Progress(lastStep) : null;
+  const logs = await openRunLogs(run.runDir, c, {
+    isMain,
+    progress: run.progress ?? true,
+    lastStep,
+    resumeStep: run.resume ? step : undefined,
+  });
+  const { metrics, tb, progress } = logs;
 
   const ddp = run.ddp?.active ? run.ddp : null;
   const signals = new StopSignals({ anyRank: ddp ? (flag) => ddp.anyRank(flag) : undefined });
 
   const epochAt = (s: number) => s / perEpoch;
-  const every = (epochs: number) => epochs > 0 ? Math.max(1, Math.round(epochs * perEpoch)) : 0;
-  const ckptEvery = every(c.run.ckpt_every);
-  const evalEvery = every(c.run.eval_every);
+  const ckptEvery = stepsEvery(c.run.ckpt_every, perEpoch);
+  const evalEvery = stepsEvery(c.run.eval_every, perEpoch);
   const imagesPerStep = loader.batchSize * (run.worldSize ?? 1);
   const params = net.parameters();
   let checkpoint: string | null = ckpts.latest()?.path ?? null;
@@ -229,10 +222,7 @@ export async function runSupervised(run: SupervisedRun): Promise<SupervisedResul
       optimizer.zeroGrad();
       (scaler ? scaler.scaleLoss(loss) : loss).backward();
       run.ddp?.allReduceGradients();
-      const foundInf = scaler ? scaler.unscale(params) : false;
-      if (c.optim.clip_grad > 0) clipGradNorm(params, c.optim.clip_grad);
-      if (!foundInf) optimizer.step();
-      scaler?.update(foundInf);
+      applyGradients(optimizer, params, scaler, c.optim.clip_grad);
       return { loss: loss.item(), widths: perWidth ? terms.map((t) => t.item()) : [] };
     });
 
@@ -295,9 +285,7 @@ export async function runSupervised(run: SupervisedRun): Promise<SupervisedResul
     await saveCheckpoint();
   } finally {
     signals[Symbol.dispose]();
-    progress?.done();
-    metrics?.close();
-    tb?.close();
+    logs.close();
   }
   return {
     status,

@@ -1,5 +1,6 @@
 /** An exponential moving average of a model's weights, for evaluating a smoother model. */
 import { noGrad } from "../autograd.ts";
+import { emaUpdate } from "../optim.ts";
 import { scope } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 
@@ -32,7 +33,7 @@ export class WeightEma implements Disposable {
   update(): void {
     const n = this.#updates++;
     const d = Math.min(this.decay, (1 + n) / (10 + n));
-    noGrad(() => scope(() => this.params.forEach((p, i) => this.averages[i].lerp_(p, 1 - d))));
+    emaUpdate(this.averages, this.params, d);
   }
 
   /** Copies the averages into `params` (the same tensors the average follows, by default). */
