@@ -17,7 +17,7 @@ import { type AmpSetting, resolveAmp } from "../lib/amp.ts";
 import { setNumThreads } from "../lib/device.ts";
 import { loadModel, saveModel } from "../lib/models/model_file.ts";
 import { SlimmableResNet } from "../lib/models/slimmable_resnet.ts";
-import type { ResNetArch, Stem } from "../lib/models/resnet.ts";
+import { backboneOptions } from "../lib/models/model_source.ts";
 import { SGD } from "../lib/optim.ts";
 import { manualSeed } from "../lib/random.ts";
 import { DistributedDataParallel, initDistributed, rankDevice } from "../lib/dist/mod.ts";
@@ -104,11 +104,7 @@ export async function trainSupervised(args: string[]): Promise<SupervisedOutcome
     const device = trainingDevice(c.run, group ? rankDevice() : "cuda");
     const amp = resolveAmp(c.run.amp as AmpSetting, device);
     net = new SlimmableResNet({
-      arch: c.model.arch as ResNetArch,
-      stem: c.model.stem as Stem,
-      inChannels: c.model.in_channels,
-      baseWidth: c.model.base_width,
-      widths: c.model.widths,
+      ...backboneOptions(c.model),
       head: c.model.head as "supervised" | "supervised_switch",
       numClasses: train.classes.length,
       zeroInitResidual: true,

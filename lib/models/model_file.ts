@@ -9,7 +9,6 @@ import { SerializationError } from "../serialize/raw.ts";
 import { OrderedDict } from "../serialize/pytypes.ts";
 import { fromRaw, stateDictToRaw } from "../serialize/tensors.ts";
 import { loadTorchFile, saveTorchFile } from "../serialize/torch_file.ts";
-import { isRawTensor } from "../serialize/raw.ts";
 import { scope } from "../scope.ts";
 import type { Tensor } from "../tensor.ts";
 import {
@@ -24,6 +23,7 @@ import {
   entryOf,
   isTrainingCheckpoint,
   pretrainEncoder,
+  rawEntries,
   resolveModelPath,
 } from "./model_source.ts";
 import { CHECKPOINT_FORMAT } from "../train/checkpoint.ts";
@@ -45,15 +45,6 @@ export function modelRecord(net: SlimmableResNet): Record<string, unknown> {
     config: { ...config, widths: [...net.widths] },
     state_dict: new OrderedDict(stateDictToRaw(net.stateDict())),
   };
-}
-
-function rawEntries(tree: unknown): Map<string, RawTensor> {
-  const entries = tree instanceof Map
-    ? [...tree]
-    : Object.entries((tree ?? {}) as Record<string, unknown>);
-  return new Map(
-    entries.filter(([, v]) => isRawTensor(v)).map(([k, v]) => [String(k), v as RawTensor]),
-  );
 }
 
 /** Options when reading an official checkpoint. */

@@ -11,6 +11,35 @@ import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointManager } from "../tra
 import type { ResNetArch, Stem } from "./resnet.ts";
 import type { SlimmableResNetOptions } from "./slimmable_resnet.ts";
 
+/** A config's `model` section as far as the backbone goes (pretraining and supervised). */
+export interface BackboneSettings {
+  arch: string;
+  stem: string;
+  in_channels: number;
+  base_width: number;
+  widths: readonly number[];
+  overlap?: boolean;
+  zero_init_residual?: boolean;
+  linear_init?: string;
+}
+
+/**
+ * The network options a config's `model` section describes (the head is the caller's); keys an
+ * older saved config lacks take their defaults.
+ */
+export function backboneOptions(m: BackboneSettings): SlimmableResNetOptions {
+  return {
+    arch: m.arch as ResNetArch,
+    stem: m.stem as Stem,
+    inChannels: m.in_channels,
+    baseWidth: m.base_width,
+    widths: [...m.widths],
+    overlap: m.overlap ?? true,
+    zeroInitResidual: m.zero_init_residual ?? false,
+    linearInit: m.linear_init as "paper" | "default" | undefined,
+  };
+}
+
 /** The state-dict prefix of the encoder each contrastive method trains (query or base encoder). */
 export const ENCODER_PREFIX: Readonly<Record<string, string>> = {
   mocov2: "encoder_q.",
@@ -59,6 +88,16 @@ export function entryOf(tree: unknown, key: string): unknown {
   return undefined;
 }
 
+/** The tensors of a loaded state dict (a Map or a plain object), by key; other entries are left out. */
+export function rawEntries(tree: unknown): Map<string, RawTensor> {
+  const entries = tree instanceof Map
+    ? [...tree]
+    : Object.entries((tree ?? {}) as Record<string, unknown>);
+  return new Map(
+    entries.filter(([, v]) => isRawTensor(v)).map(([k, v]) => [String(k), v as RawTensor]),
+  );
+}
+
 /** Whether a loaded torch file is a slimclr training checkpoint (pretraining or supervised). */
 export function isTrainingCheckpoint(tree: unknown): boolean {
   return entryOf(tree, "format") === CHECKPOINT_FORMAT;
@@ -89,33 +128,20 @@ export function pretrainEncoder(
     );
   }
   const prefix = ENCODER_PREFIX[method];
-  const weights = entryOf(record, "model");
-  const entries = weights instanceof Map
-    ? [...weights]
-    : Object.entries((weights ?? {}) as Record<string, unknown>);
+  const weights = rawEntries(entryOf(record, "model"));
   const stateDict = new Map<string, RawTensor>();
-  for (const [k, v] of entries) {
-    if (String(k).startsWith(prefix) && isRawTensor(v)) {
-      stateDict.set(String(k).slice(prefix.length), v);
-    }
+  for (const [k, v] of weights) {
+    if (k.startsWith(prefix)) stateDict.set(k.slice(prefix.length), v);
   }
   if (!stateDict.size) {
-    const prefixes = [...new Set(entries.map(([k]) => String(k).split(".")[0]))];
+    const prefixes = [...new Set([...weights.keys()].map((k) => k.split(".")[0]))];
     throw new SerializationError(
       `${path} has no encoder weights: a ${method} checkpoint keeps them as '${prefix}*', ` +
         `this one has ${prefixes.length ? prefixes.map((p) => `'${p}'`).join(", ") : "no keys"}`,
     );
   }
-  const m = (key: string) => entryOf(model, key);
-  const options: SlimmableResNetOptions = {
-    arch: m("arch") as ResNetArch,
-    stem: m("stem") as Stem,
-    inChannels: m("in_channels") as number,
-    baseWidth: m("base_width") as number,
-    widths: [...(m("widths") as number[])],
-    overlap: (m("overlap") as boolean | undefined) ?? true,
-    zeroInitResidual: (m("zero_init_residual") as boolean | undefined) ?? false,
-    linearInit: m("linear_init") as "paper" | "default" | undefined,
-  };
+  const options = backboneOptions(
+    (model instanceof Map ? Object.fromEntries(model) : model) as BackboneSettings,
+  );
   return { options, stateDict };
 }

@@ -4,7 +4,7 @@ import { AdamW, LARS, type Optimizer, SGD } from "../optim.ts";
 import type { Generator } from "../random.ts";
 import type { Communicator } from "../ssl/distributed.ts";
 import { MoCoV2, MoCoV3, SimCLR, type SlimSSLMethod, type SlimSSLOptions } from "../ssl/mod.ts";
-import type { ResNetArch, Stem } from "../models/resnet.ts";
+import { backboneOptions } from "../models/model_source.ts";
 
 /** The method of a config (its encoder, heads, slow start, distillation and weighting). */
 export function buildMethod(
@@ -12,15 +12,7 @@ export function buildMethod(
   extra: { generator?: Generator; communicator?: Communicator } = {},
 ): SlimSSLMethod {
   const common: SlimSSLOptions = {
-    encoder: {
-      arch: c.model.arch as ResNetArch,
-      stem: c.model.stem as Stem,
-      inChannels: c.model.in_channels,
-      baseWidth: c.model.base_width,
-      overlap: c.model.overlap,
-      zeroInitResidual: c.model.zero_init_residual,
-      linearInit: c.model.linear_init as "paper" | "default",
-    },
+    encoder: backboneOptions(c.model),
     widths: c.model.widths,
     slowStart: {
       startEpoch: c.slim.start_epoch,
