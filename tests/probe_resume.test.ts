@@ -43,9 +43,9 @@ Deno.test("probe: SIGTERM saves the current step and exits 130; --resume auto en
   try {
     const model = join(dir, "model.pt");
     await saveEncoder(model, 0);
-    // Cached features (the default path), 16 steps per epoch, 1600 steps in all (seconds after
-    // the first epoch even on a machine several times faster: the run notices a signal when it
-    // next yields to the event loop, every 500 ms).
+    // Cached features (the default path), 16 steps per epoch, 16000 steps in all (a step of the
+    // heads takes about 0.2 ms here, so seconds after the first epoch even on a machine several
+    // times faster: the run notices a signal when it next yields to the event loop, every 500 ms).
     const args = (out: string) => [
       "--model",
       model,
@@ -58,7 +58,7 @@ Deno.test("probe: SIGTERM saves the current step and exits 130; --resume auto en
       "--data.image_size",
       "16",
       "--probe.epochs",
-      "100",
+      "1000",
       "--probe.ckpt_every",
       "0",
     ];
@@ -80,11 +80,11 @@ Deno.test("probe: SIGTERM saves the current step and exits 130; --resume auto en
     assert.ok(sent, stderr);
     assert.equal(code, 130, stderr);
     const m =
-      /stopped by a signal at step (\d+) of 1600; checkpoint (\S+)\. Continue with --resume auto/
+      /stopped by a signal at step (\d+) of 16000; checkpoint (\S+)\. Continue with --resume auto/
         .exec(stderr);
     assert.ok(m, stderr);
     const step = Number(m[1]);
-    assert.ok(step >= 16 && step < 1600, stderr);
+    assert.ok(step >= 16 && step < 16000, stderr);
     // ckpt_every 0: the only checkpoint is the one the signal wrote, at the step it stopped.
     const stopped = join(dir, "stopped");
     assert.deepEqual(checkpointNames(stopped), [
@@ -99,15 +99,15 @@ Deno.test("probe: SIGTERM saves the current step and exits 130; --resume auto en
     const heads = [...(rec.heads as Map<string, unknown>).keys()];
     assert.ok(heads.length > 0 && heads.every((k) => k.startsWith("fc.")), heads.join(", "));
     assert.equal((rec.backbone as { model: string }).model, model);
-    assert.equal((rec.config as { probe: { epochs: number } }).probe.epochs, 100);
+    assert.equal((rec.config as { probe: { epochs: number } }).probe.epochs, 1000);
 
     const reference = await probe(args("whole"));
-    assert.equal(reference!.steps, 1600);
+    assert.equal(reference!.steps, 16000);
     const before = workerHandles();
     const resumed = await probe([...args("stopped"), "--resume", "auto"]);
     assert.equal(workerHandles(), before);
     assert.equal(resumed!.status, "completed");
-    assert.equal(resumed!.steps, 1600);
+    assert.equal(resumed!.steps, 16000);
     assert.equal(resumed!.resumed_from, m[2]);
     await assertSameProbe(join(dir, "whole", "probe_model.pt"), join(stopped, "probe_model.pt"));
     assert.deepEqual(resumed!.widths, reference!.widths);

@@ -18,6 +18,7 @@ import { learningRate } from "./schedule.ts";
 import { EpochLog } from "./run_metrics.ts";
 import { extractFeatures } from "./monitor.ts";
 import { deviceOf, onDevice } from "./eval_setup.ts";
+import type { Device } from "../dtype.ts";
 import type { LabeledSplit } from "./source.ts";
 
 /** Probe settings. */
@@ -190,6 +191,8 @@ export class ProbeTrainer implements Disposable {
   readonly totalSteps: number;
   readonly #feats: Tensor[] = [];
   readonly #snapshot: Map<string, Tensor>;
+  /** Where the network (and the cached features) live; the heads never move during training. */
+  readonly #device: Device;
 
   constructor(
     readonly net: SlimmableResNet,
@@ -215,14 +218,12 @@ export class ProbeTrainer implements Disposable {
       weight_decay: o.weightDecay,
     });
     this.#snapshot = backboneSnapshot(net);
+    this.#device = deviceOf(net);
     try {
       if ("cached" in data) {
-        const device = deviceOf(net);
         for (const w of net.widths) {
           this.#feats.push(
-            scope(() =>
-              net.withWidth(w, () => onDevice(extractFeatures(net, data.cached.images), device))
-            ).keep(),
+            scope(() => net.withWidth(w, () => extractFeatures(net, data.cached.images))).keep(),
           );
         }
       }
@@ -292,7 +293,7 @@ export class ProbeTrainer implements Disposable {
     const { net, options: o } = this;
     const data = this.data as { cached: LabeledSplit };
     return scope(() => {
-      const device = deviceOf(net);
+      const device = this.#device;
       const idx = order.narrow(0, b * o.batchSize, o.batchSize);
       const rows = onDevice(idx, device);
       const head = net.fc!;
@@ -307,7 +308,7 @@ export class ProbeTrainer implements Disposable {
     const net = this.net;
     return scope(() => {
       const logits = net.widths.map((w) => net.withWidth(w, () => net.forward(x)));
-      return this.#update(step, logits, onDevice(y, deviceOf(net)));
+      return this.#update(step, logits, onDevice(y, this.#device));
     });
   }
 
