@@ -14,9 +14,15 @@
  * MACs (3× the forward MACs of each trained width plus one key-encoder forward), and
  * `time_vs_flop` = time_ratio / flop_ratio (target ≤ 1.1). Full-width and four-width steps are
  * timed alternately and the medians reported, so that load changes on a shared machine hit both.
+ * Each line also gives images/s, the achieved training TFLOP/s (and its fraction of
+ * `--peak-tflops`), and on CUDA the peak allocated memory of one step against PyTorch's
+ * (`torch.cuda.max_memory_allocated`). `--amp fp16|bf16` runs both sides under autocast (fp16
+ * with loss scaling, as the trainer does); `--max-batch` doubles the batch from `--batch` until
+ * the four-width step runs out of memory and prints the largest that fits.
  *
  *   flock /tmp/slimclr-bench.lock deno run -A benches/ssl_bench.ts [--config small|paper|all]
  *     [--iters 5] [--threads N] [--device cpu|cuda] [--size PX] [--batch N] [--no-python]
+ *     [--amp none|fp16|bf16] [--peak-tflops T] [--max-batch] [--cudnn-benchmark]
  */
 import { parseArgs } from "node:util";
 import {
@@ -32,6 +38,8 @@ import {
 import type { ResNetArch, Stem } from "../lib/models/resnet.ts";
 import { profileWidths } from "../lib/models/profile.ts";
 import { MoCoV2 } from "../lib/ssl/mod.ts";
+import { type AmpMode, autocast, GradScaler } from "../lib/amp.ts";
+import { TorchError } from "../lib/errors.ts";
 import { report, runPython, timeMs } from "./_harness.ts";
 
 interface BenchConfig {
@@ -59,8 +67,23 @@ const { values } = parseArgs({
     size: { type: "string" },
     batch: { type: "string" },
     "no-python": { type: "boolean", default: false },
+    amp: { type: "string", default: "none" },
+    "peak-tflops": { type: "string", default: "0" },
+    "max-batch": { type: "boolean", default: false },
+    "cudnn-benchmark": { type: "boolean", default: false },
   },
 });
+if (!["none", "fp16", "bf16"].includes(values.amp)) {
+  console.error(`bench:ssl: --amp '${values.amp}' is unknown (expected none, fp16 or bf16)`);
+  Deno.exit(2);
+}
+const amp = values.amp as AmpMode;
+if (amp === "fp16" && values.device !== "cuda") {
+  console.error("bench:ssl: --amp fp16 needs --device cuda");
+  Deno.exit(2);
+}
+/** The card's dense peak in TFLOP/s for the step's precision (0: not reported). */
+const peakTflops = Number(values["peak-tflops"]);
 if (values.device !== "cpu" && values.device !== "cuda") {
   console.error(`bench:ssl: --device '${values.device}' is unknown (expected cpu or cuda)`);
   Deno.exit(2);
@@ -82,6 +105,7 @@ const iters = Number(values.iters);
 const queueSize = Number(values.queue);
 const WIDTHS = [1, 0.75, 0.5, 0.25];
 setNumThreads(threads);
+if (values["cudnn-benchmark"]) cuda.setCudnnBenchmark(true);
 
 /** Waits for queued GPU work, so that a timed step ends when its kernels do. */
 const sync = () => {
@@ -108,12 +132,16 @@ function interleaved(step: (epoch: number) => void): [number, number] {
   return [median(times[0]), median(times[1])];
 }
 
-async function bench(name: string, preset: BenchConfig): Promise<void> {
-  const c = {
-    ...preset,
-    ...(values.size ? { size: Number(values.size) } : {}),
-    ...(values.batch ? { batch: Number(values.batch) } : {}),
-  };
+/** The method, optimizer and inputs of one benchmark, and its training step. */
+interface Setup {
+  /** One optimizer step; epoch 0 is before the slow start (full width only), epoch 1 after. */
+  step: (epoch: number) => void;
+  /** Forward MACs per image of each width (projector included). */
+  macs: number[];
+  dispose: () => void;
+}
+
+function setup(c: BenchConfig): Setup {
   manualSeed(0);
   const method = new MoCoV2({
     encoder: { arch: c.arch, stem: c.stem, inChannels: c.inChannels, baseWidth: c.baseWidth },
@@ -126,39 +154,80 @@ async function bench(name: string, preset: BenchConfig): Promise<void> {
     slowStart: { startEpoch: 1 },
   });
   if (device !== "cpu") method.to(device);
-  const opt = new SGD(method.trainableParameters(), {
-    lr: 0.03,
-    momentum: 0.9,
-    weight_decay: 1e-4,
-  });
+  const params = method.trainableParameters();
+  const opt = new SGD(params, { lr: 0.03, momentum: 0.9, weight_decay: 1e-4 });
+  const scaler = amp === "fp16" ? new GradScaler() : null;
   const shape = [c.batch, c.inChannels, c.size, c.size];
   const a = randn(shape, { device }).keep();
   const b = randn(shape, { device }).keep();
-  /** One optimizer step; epoch 0 is before the slow start (full width only), epoch 1 after. */
+  // The trainer's step (lib/train/pretrain.ts): forward under autocast, backward of the (scaled)
+  // loss outside it, then unscale + inf check + step for fp16.
+  const forward = (epoch: number) =>
+    amp === "none"
+      ? method.trainingStep(a, b, { epoch, step: 0 })
+      : autocast(device, amp === "bf16" ? "bfloat16" : "float16", () =>
+        method.trainingStep(a, b, { epoch, step: 0 }));
   const step = (epoch: number) =>
     scope(() => {
-      const { loss } = method.trainingStep(a, b, { epoch, step: 0 });
+      const { loss } = forward(epoch);
       opt.zeroGrad();
-      loss.backward();
-      opt.step();
+      (scaler ? scaler.scaleLoss(loss) : loss).backward();
+      if (scaler) scaler.step(opt, params);
+      else opt.step();
     });
-  const macs = profileWidths(method.encoderQ, c.size, { includeProjector: true });
-  const m1 = macs[0].macs;
-  const sumMacs = macs.reduce((s, w) => s + w.macs, 0);
-  const flopRatio = (3 * sumMacs + m1) / (3 * m1 + m1);
+  const macs = profileWidths(method.encoderQ, c.size, { includeProjector: true }).map((w) =>
+    w.macs
+  );
+  return {
+    step,
+    macs,
+    dispose: () => {
+      for (const t of [a, b]) t.dispose();
+      opt.dispose();
+      method.dispose();
+    },
+  };
+}
+
+/** Peak CUDA memory (bytes) of one step after warm-up, or null on the CPU. */
+function peakStepBytes(step: () => void): number | null {
+  if (device === "cpu") return null;
+  sync();
+  cuda.resetPeakStats();
+  step();
+  sync();
+  return cuda.memoryStats().peakAllocated;
+}
+
+const isOutOfMemory = (e: unknown) =>
+  e instanceof TorchError && /out of memory|CUDA error: out of memory|OutOfMemory/i.test(e.message);
+
+/** Training FLOPs of one step: 3× the forward of each trained width plus the key forward, ×2. */
+const stepFlops = (macs: number[], widths: number, batch: number) =>
+  2 * batch * (3 * macs.slice(0, widths).reduce((s, m) => s + m, 0) + macs[0]);
+
+async function bench(name: string, preset: BenchConfig): Promise<void> {
+  const c = {
+    ...preset,
+    ...(values.size ? { size: Number(values.size) } : {}),
+    ...(values.batch ? { batch: Number(values.batch) } : {}),
+  };
   console.error(
     `bench:ssl ${name}: ${c.arch} ${c.stem} stem, base width ${c.baseWidth}, ` +
       `${c.inChannels}×${c.size}×${c.size}, batch ${c.batch}, queue ${queueSize}, ` +
-      `threads ${getNumThreads()}, ${device}`,
+      `threads ${getNumThreads()}, ${device}, amp ${amp}`,
   );
+  const s = setup(c);
   let fullMs: number, slimMs: number;
+  let peaks: [number | null, number | null];
   try {
-    [fullMs, slimMs] = interleaved(step);
+    [fullMs, slimMs] = interleaved(s.step);
+    peaks = [peakStepBytes(() => s.step(0)), peakStepBytes(() => s.step(1))];
   } finally {
-    for (const t of [a, b]) t.dispose();
-    opt.dispose();
-    method.dispose();
+    s.dispose();
   }
+  const macs = s.macs;
+  const flopRatio = (3 * macs.reduce((x, m) => x + m, 0) + macs[0]) / (3 * macs[0] + macs[0]);
   const py = values["no-python"] ? null : await runPython("ssl_bench.py", [
     String(threads),
     String(iters),
@@ -170,10 +239,14 @@ async function bench(name: string, preset: BenchConfig): Promise<void> {
     String(c.inChannels),
     device,
     c.stem === "small_s2" ? "2" : "1",
+    amp,
+    values["cudnn-benchmark"] ? "1" : "0",
   ]);
   const common = {
     config: name,
     device,
+    amp,
+    cudnn_benchmark: values["cudnn-benchmark"],
     arch: c.arch,
     stem: c.stem,
     threads,
@@ -182,18 +255,100 @@ async function bench(name: string, preset: BenchConfig): Promise<void> {
     queue: queueSize,
     input: [c.inChannels, c.size, c.size],
   };
-  report("mocov2_step_full_width", fullMs, py?.full ?? null, common);
+  /** Images/s, achieved TFLOP/s and the fraction of the card's peak; memory against PyTorch's. */
+  const rates = (ms: number, widths: number, peak: number | null, pyPeak: number | undefined) => {
+    const tflops = stepFlops(macs, widths, c.batch) / (ms / 1000) / 1e12;
+    return {
+      images_per_s: Math.round(c.batch / (ms / 1000)),
+      tflops: Number(tflops.toPrecision(4)),
+      peak_fraction: peakTflops > 0 ? Number((tflops / peakTflops).toPrecision(3)) : null,
+      peak_mib: peak === null ? null : Math.round(peak / 2 ** 20),
+      pytorch_peak_mib: pyPeak === undefined ? null : Math.round(pyPeak / 2 ** 20),
+      memory_ratio: peak !== null && pyPeak ? Number((peak / pyPeak).toPrecision(4)) : null,
+    };
+  };
+  report("mocov2_step_full_width", fullMs, py?.full ?? null, {
+    ...common,
+    ...rates(fullMs, 1, peaks[0], py?.full_peak),
+  });
   const timeRatio = slimMs / fullMs;
   report("mocov2_step_four_widths", slimMs, py?.slim ?? null, {
     ...common,
     widths: WIDTHS,
+    ...rates(slimMs, WIDTHS.length, peaks[1], py?.slim_peak),
     time_ratio: Number(timeRatio.toPrecision(4)),
     flop_ratio: Number(flopRatio.toPrecision(4)),
     time_vs_flop: Number((timeRatio / flopRatio).toPrecision(4)),
     pytorch_time_ratio: py ? Number((py.slim / py.full).toPrecision(4)) : null,
     pytorch_time_vs_flop: py ? Number((py.slim / py.full / flopRatio).toPrecision(4)) : null,
-    forward_macs: Object.fromEntries(macs.map((w) => [w.width, w.macs])),
+    forward_macs: Object.fromEntries(macs.map((m, i) => [WIDTHS[i], m])),
   });
 }
 
-for (const n of names) await bench(n, CONFIGS[n]);
+/**
+ * The largest batch whose four-width step fits: doubles from `--batch` until a step runs out of
+ * memory (a TorchError, after which everything is freed), then prints the largest that ran with
+ * its step time and images/s.
+ */
+function maxBatch(preset: BenchConfig): void {
+  let batch = Number(values.batch ?? preset.batch);
+  let best: { batch: number; ms: number; peak: number | null } | null = null;
+  for (; batch <= 65536; batch *= 2) {
+    const c = { ...preset, ...(values.size ? { size: Number(values.size) } : {}), batch };
+    let s: Setup | null = null;
+    try {
+      s = setup(c);
+      const run = s.step;
+      run(1);
+      run(1);
+      sync();
+      const ms = timeMs(
+        () => {
+          run(1);
+          sync();
+        },
+        3,
+        0,
+      );
+      best = { batch, ms, peak: peakStepBytes(() => run(1)) };
+      // A line per batch that fits, so that a run cut short still reports the largest so far.
+      console.log(JSON.stringify({
+        bench: "mocov2_step_four_widths_batch_fits",
+        device,
+        amp,
+        batch,
+        ours_ms: Number(ms.toPrecision(4)),
+        images_per_s: Math.round(batch / (ms / 1000)),
+        peak_mib: best.peak ? Math.round(best.peak / 2 ** 20) : null,
+      }));
+    } catch (e) {
+      if (!isOutOfMemory(e)) throw e;
+      console.error(`bench:ssl max-batch: ${batch} is out of memory`);
+      break;
+    } finally {
+      s?.dispose();
+      if (device !== "cpu") cuda.emptyCache();
+    }
+  }
+  console.log(JSON.stringify({
+    bench: "mocov2_step_four_widths_max_batch",
+    device,
+    amp,
+    input: [
+      preset.inChannels,
+      Number(values.size ?? preset.size),
+      Number(values.size ?? preset.size),
+    ],
+    largest_batch_tried_that_fits: best?.batch ?? null,
+    out_of_memory_at: best ? best.batch * 2 : batch,
+    ours_ms: best ? Number(best.ms.toPrecision(4)) : null,
+    images_per_s: best ? Math.round(best.batch / (best.ms / 1000)) : null,
+    peak_mib: best?.peak ? Math.round(best.peak / 2 ** 20) : null,
+  }));
+}
+
+if (values["max-batch"]) {
+  for (const n of names) maxBatch(CONFIGS[n]);
+} else {
+  for (const n of names) await bench(n, CONFIGS[n]);
+}

@@ -32,6 +32,17 @@ inline int64_t cuda_memory_stat(int32_t device, int32_t which) {
 #endif
 }
 
+// Starts the peak statistics of `device` anew (torch.cuda.reset_peak_memory_stats).
+inline void cuda_reset_peak(int32_t device) {
+#ifdef SLIMCLR_WITH_CUDA
+  if (torch::cuda::is_available()) {
+    c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device));
+  }
+#else
+  (void)device;
+#endif
+}
+
 inline void cuda_empty_cache() {
 #ifdef SLIMCLR_WITH_CUDA
   if (torch::cuda::is_available()) c10::cuda::CUDACachingAllocator::emptyCache();

@@ -216,6 +216,8 @@ const CORE_OPS = {
   cuda_synchronize: op(["i64 dev"], "void", "torch::cuda::synchronize(dev);"),
   cuda_memory_stat: op(["i32 dev", "i32 which"], "i64", "cuda_memory_stat(dev, which)"),
   cuda_empty_cache: op([], "void", "cuda_empty_cache();"),
+  cuda_reset_peak: op(["i32 dev"], "void", "cuda_reset_peak(dev);"),
+  cudnn_set_benchmark: op(["bool on"], "void", "at::globalContext().setBenchmarkCuDNN(on);"),
   built_with_cuda: op([], "bool", "built_with_cuda()"),
   set_num_threads: op(["i64 n"], "void", "at::set_num_threads(static_cast<int>(n));"),
   get_num_threads: op([], "i64", "static_cast<int64_t>(at::get_num_threads())"),

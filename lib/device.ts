@@ -22,6 +22,17 @@ export const cuda = {
     const s = (w: number) => raw().cuda_memory_stat(device, w);
     return { allocated: s(0), reserved: s(1), peakAllocated: s(2), peakReserved: s(3) };
   },
+  /** Starts the peak statistics of `device` anew (`torch.cuda.reset_peak_memory_stats`). */
+  resetPeakStats(device = 0): void {
+    raw().cuda_reset_peak(device);
+  },
+  /**
+   * cuDNN's autotuner (`torch.backends.cudnn.benchmark`): on, the first convolution of each shape
+   * times the available algorithms and keeps the fastest. Off by default, as in PyTorch.
+   */
+  setCudnnBenchmark(on: boolean): void {
+    raw().cudnn_set_benchmark(on);
+  },
   /** Returns cached, unused CUDA memory to the driver. */
   emptyCache(): void {
     raw().cuda_empty_cache();

@@ -1,10 +1,12 @@
 """PyTorch reference for benches/ssl_bench.ts: the same SlimCLR-MoCo v2 step, same threads.
 
-Usage: ssl_bench.py THREADS ITERS BATCH BASE_WIDTH QUEUE [ARCH SIZE IN_CHANNELS DEVICE STEM_STRIDE].
+Usage: ssl_bench.py THREADS ITERS BATCH BASE_WIDTH QUEUE [ARCH SIZE IN_CHANNELS DEVICE STEM_STRIDE AMP CUDNN_BENCHMARK].
 ARCH is resnet18 (small 3×3 stem with stride STEM_STRIDE, default 1; 28 px, 1 channel by default)
 or resnet50 (ImageNet stem). Prints one JSON line
-{"full": ms, "slim": ms}: the median time of one training step with the full width only and with
-the four widths 1/0.75/0.5/0.25 (SEED KD at T=5, alpha 0.5, loss weights [2.5, 1, 1, 1]). The
+{"full": ms, "slim": ms, "full_peak": bytes, "slim_peak": bytes}: the median time of one training step with the full width only and with
+the four widths 1/0.75/0.5/0.25 (SEED KD at T=5, alpha 0.5, loss weights [2.5, 1, 1, 1]), and on
+CUDA the peak allocated memory of one step of each (torch.cuda.max_memory_allocated after a
+reset). AMP is none, bf16 (autocast) or fp16 (autocast and torch.amp.GradScaler). The
 slimmable ResNet-18 and the loss math come from tests/fixtures/make_ssl_fixtures.py; the
 slimmable ResNet-50 below reuses its sliced layers.
 """
@@ -90,6 +92,10 @@ def main():
     in_ch = int(sys.argv[8]) if len(sys.argv) > 8 else 1
     device = torch.device(sys.argv[9] if len(sys.argv) > 9 else "cpu")
     stem_stride = int(sys.argv[10]) if len(sys.argv) > 10 else 1
+    amp = sys.argv[11] if len(sys.argv) > 11 else "none"
+    torch.backends.cudnn.benchmark = len(sys.argv) > 12 and sys.argv[12] == "1"
+    amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
     torch.set_num_threads(threads)
     torch.manual_seed(0)
 
@@ -115,21 +121,27 @@ def main():
 
     def step(n):
         R.ema(enc_k, enc_q, M)
-        with torch.no_grad():  # shuffle-BN in one process: permute, encode, restore
-            perm = torch.randperm(batch, device=device)
+        with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            perm = torch.randperm(batch, device=device)  # shuffle-BN in one process
             k = F.normalize(enc_k(b[perm], 0), dim=1)[perm.argsort()]
         snapshot = queue.clone()
         labels = torch.zeros(batch, dtype=torch.long, device=device)
         outs = []
-        for i in range(n):
-            q = F.normalize(enc_q(a, i), dim=1)
-            lg = R.moco_v2_logits(q, k, snapshot)
-            outs.append({"emb": q, "logits": lg, "loss": F.cross_entropy(lg / TAU, labels)})
-        total, _, _ = R.compose(outs, weights, KD["kind"], KD["alpha"], KD["Ts"], KD["Tt"], False, n > 1)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            for i in range(n):
+                q = F.normalize(enc_q(a, i), dim=1)
+                lg = R.moco_v2_logits(q, k, snapshot)
+                outs.append({"emb": q, "logits": lg, "loss": F.cross_entropy(lg / TAU, labels)})
+            total, _, _ = R.compose(outs, weights, KD["kind"], KD["alpha"], KD["Ts"], KD["Tt"], False, n > 1)
         opt.zero_grad()
-        total.backward()
-        opt.step()
-        queue[:, ptr[0] : ptr[0] + batch] = k.t()
+        if scaler is not None:
+            scaler.scale(total).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            total.backward()
+            opt.step()
+        queue[:, ptr[0] : ptr[0] + batch] = k.t().to(queue.dtype)
         ptr[0] = (ptr[0] + batch) % queue_size
 
     def timed(n):
@@ -138,7 +150,14 @@ def main():
             torch.cuda.synchronize()
 
     full, slim = interleaved([lambda: timed(1), lambda: timed(len(WIDTHS))], iters, 2)
-    print(json.dumps({"full": full, "slim": slim}))
+    result = {"full": full, "slim": slim}
+    if device.type == "cuda":
+        for key, n in (("full_peak", 1), ("slim_peak", len(WIDTHS))):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            timed(n)
+            result[key] = torch.cuda.max_memory_allocated()
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -254,7 +254,8 @@ function ddp(g: ProcessGroup, device: Device, steps: number): Record<string, num
         () => model.allReduceGradients(),
       );
       const whole = trainStep(ref, (t) => ref.forward(t), refOpt, x, y);
-      using l = tensor([local]);
+      // on the rank's device: NCCL reduces CUDA tensors only
+      const l = tensor([local]).to(device);
       g.allReduce([l], "avg");
       lossDiff = Math.max(lossDiff, Math.abs(l.item() - whole));
     });

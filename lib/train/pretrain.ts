@@ -374,6 +374,8 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
           epoch: epochAt(step),
           ...scalars,
           data_wait_s: run.source.waitSeconds,
+          // fp16: the loss scale, and whether this step was skipped for inf/NaN gradients
+          ...(scaler ? { loss_scale: scaler.scale, step_skipped: scaler.skipped } : {}),
           ...cudaMemory(device),
         });
         tb?.scalars(step, scalars);
