@@ -43,12 +43,34 @@ export const cuda = {
   },
 };
 
+let initialThreads: number | null = null;
+
+/**
+ * LibTorch's own intra-op thread count, as it was before anything in this process changed it
+ * (its physical cores, or OMP_NUM_THREADS).
+ */
+export function defaultNumThreads(): number {
+  initialThreads ??= raw().get_num_threads();
+  return initialThreads;
+}
+
 /** Sets LibTorch's intra-op thread count. */
 export function setNumThreads(n: number): void {
   if (!Number.isInteger(n) || n < 1) {
     throw new RangeError(`setNumThreads: expected a positive integer, got ${n}`);
   }
+  defaultNumThreads();
   raw().set_num_threads(n);
+}
+
+/**
+ * Applies a task's `run.threads` setting: N threads, or for 0 LibTorch's default. Setting the
+ * default explicitly matters in-process: a count left by earlier code in the same process (another
+ * task, a test) would otherwise carry over, and kernels that split work by thread count round
+ * differently, so a resumed run in another process would no longer match bit for bit.
+ */
+export function applyThreadsSetting(threads: number): void {
+  setNumThreads(threads > 0 ? threads : defaultNumThreads());
 }
 
 /** LibTorch's intra-op thread count. */

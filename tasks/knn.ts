@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { commandHelp, parseCommandLine } from "../lib/config/cli.ts";
 import { ConfigError, f, type Schema } from "../lib/config/schema.ts";
 import { dataSection, deviceField, threadsField } from "../lib/config/sections.ts";
-import { setNumThreads } from "../lib/device.ts";
+import { applyThreadsSetting } from "../lib/device.ts";
 import { recalibrateBatchNorm } from "../lib/eval/bn_recalibration.ts";
 import { knnAccuracy } from "../lib/eval/knn.ts";
 import type { Device } from "../lib/dtype.ts";
@@ -96,7 +96,7 @@ export async function knnTask(args: string[]): Promise<Record<string, unknown> |
     return null;
   }
   if (!flags.model) throw new ConfigError("--model is required (see --help)");
-  if (config.run.threads) setNumThreads(config.run.threads);
+  applyThreadsSetting(config.run.threads);
   const device = resolveDevice(config.run.device);
   const file = resolveModelPath(flags.model as string);
   const net = await loadModel(file);

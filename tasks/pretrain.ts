@@ -8,7 +8,7 @@ import { commandHelp, parseCommandLine } from "../lib/config/cli.ts";
 import { PRETRAIN_SCHEMA, type PretrainConfig, validatePretrain } from "../lib/config/pretrain.ts";
 import { ConfigError } from "../lib/config/schema.ts";
 import { type AmpMode, type AmpSetting, resolveAmp } from "../lib/amp.ts";
-import { setNumThreads } from "../lib/device.ts";
+import { applyThreadsSetting } from "../lib/device.ts";
 import { saveModel } from "../lib/models/model_file.ts";
 import { Generator, manualSeed } from "../lib/random.ts";
 import { buildMethod, buildOptimizer } from "../lib/train/build.ts";
@@ -78,7 +78,7 @@ export async function pretrain(args: string[]): Promise<PretrainOutcome | null> 
   const worldSize = group?.worldSize ?? 1;
   validatePretrain(config, worldSize);
   const started = performance.now();
-  if (config.run.threads) setNumThreads(config.run.threads);
+  applyThreadsSetting(config.run.threads);
   manualSeed(config.run.seed);
   if (flags.resume === "auto" && !config.run.name && !flags["run-dir"]) {
     throw new ConfigError(

@@ -19,7 +19,7 @@ import {
   threadsField,
   validateSchedule,
 } from "../lib/config/sections.ts";
-import { setNumThreads } from "../lib/device.ts";
+import { applyThreadsSetting } from "../lib/device.ts";
 import { loadModel, saveModel } from "../lib/models/model_file.ts";
 import { modelHome, resolveModelPath } from "../lib/models/model_source.ts";
 import type { SlimmableResNet } from "../lib/models/slimmable_resnet.ts";
@@ -154,7 +154,7 @@ export async function probe(args: string[]): Promise<ProbeReport | null> {
   }
   if (!flags.model) throw new ConfigError("--model is required (see --help)");
   validateSchedule({ ...c.probe, warmup_epochs: 0 }, "probe");
-  if (c.run.threads) setNumThreads(c.run.threads);
+  applyThreadsSetting(c.run.threads);
   if (flags["test-only"]) return await testOnly(c, flags.model as string);
   const outDir = (flags.out as string | undefined) ?? modelHome(flags.model as string);
   const checkpoints = probeCheckpoints(outDir, c.probe.keep_last);

@@ -14,7 +14,7 @@ import {
   validateSupervised,
 } from "../lib/config/supervised.ts";
 import { type AmpSetting, resolveAmp } from "../lib/amp.ts";
-import { setNumThreads } from "../lib/device.ts";
+import { applyThreadsSetting } from "../lib/device.ts";
 import { loadModel, saveModel } from "../lib/models/model_file.ts";
 import { SlimmableResNet } from "../lib/models/slimmable_resnet.ts";
 import { backboneOptions } from "../lib/models/model_source.ts";
@@ -81,7 +81,7 @@ export async function trainSupervised(args: string[]): Promise<SupervisedOutcome
     return null;
   }
   const started = performance.now();
-  if (c.run.threads) setNumThreads(c.run.threads);
+  applyThreadsSetting(c.run.threads);
   manualSeed(c.run.seed);
   const runDir = (flags["run-dir"] as string | undefined) ?? join(c.run.out, c.run.name);
   assertNewRun(runDir, Boolean(flags.resume));

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { liveHandles, manualSeed, randn, scope, type Tensor } from "../mod.ts";
 import { clipGradNorm } from "../lib/optim.ts";
-import { setNumThreads } from "../lib/device.ts";
+import { getNumThreads, setNumThreads } from "../lib/device.ts";
 import { buildMethod, buildOptimizer } from "../lib/train/build.ts";
 import { runPretrain } from "../lib/train/pretrain.ts";
 import type { TwoViews, TwoViewSource } from "../lib/train/source.ts";
@@ -34,6 +34,9 @@ class RepeatedViews implements TwoViewSource {
 
 /** Trains SimCLR (no queue, no momentum encoder) on the repeated batch; returns its weights. */
 async function train(dir: string, accum: number, extra: string[] = []): Promise<Tensor[]> {
+  // One thread: the micro-batches and the whole batch then reduce in the same order. The count is
+  // restored afterwards: it is process-wide, and later in-process runs must not inherit it.
+  const threads = getNumThreads();
   setNumThreads(1);
   const config = tinyConfig([
     "--method=simclr",
@@ -67,6 +70,7 @@ async function train(dir: string, accum: number, extra: string[] = []): Promise<
     method.dispose();
     a.dispose();
     b.dispose();
+    setNumThreads(threads);
   }
 }
 
