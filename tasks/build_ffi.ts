@@ -227,6 +227,25 @@ export function compileFlags(t: LibTorch, genDir: string): string[] {
   ];
 }
 
+/** What a build with `flags` supports, and for what is left out, why. */
+export function featureLine(t: LibTorch, flags: readonly string[]): string {
+  const has = (d: string) => flags.includes(d);
+  const cuda = has("-DSLIMCLR_WITH_CUDA")
+    ? "CUDA yes"
+    : t.cuda
+    ? "CUDA no (CUDA headers not found: set CUDA_HOME)"
+    : "CUDA no (a CPU LibTorch)";
+  const gloo = has("-DSLIMCLR_WITH_GLOO")
+    ? "Gloo yes"
+    : "Gloo no (install libgloo-dev: the distributed tests are ignored without it)";
+  const nccl = has("-DSLIMCLR_WITH_NCCL")
+    ? "NCCL yes"
+    : has("-DSLIMCLR_WITH_CUDA")
+    ? "NCCL no (nccl.h not found: set SLIMCLR_NCCL_INCLUDE)"
+    : "NCCL no (needs CUDA)";
+  return `LibTorch ${t.version}, ${cuda}, ${gloo}, ${nccl}`;
+}
+
 /** Builds the shim if anything changed; returns the library path. */
 export async function buildShim(opts: { force?: boolean; quiet?: boolean } = {}): Promise<string> {
   const t = await locateLibTorch();
@@ -266,7 +285,7 @@ export async function buildShim(opts: { force?: boolean; quiet?: boolean } = {})
     join(buildDir, "libtorch.json"),
     JSON.stringify({ ...t, library: out }, null, 2),
   );
-  if (!opts.quiet) console.error(`slimclr: built ${out}`);
+  if (!opts.quiet) console.error(`slimclr: built ${out}; ${featureLine(t, flags)}`);
   return out;
 }
 
