@@ -1,19 +1,16 @@
 /**
  * `deno task setup`: the one bootstrap under `deno task test`, `deno task demo`, every other task
  * and `.ci/run`. In order, it
- * 1. points `node_modules/.bin/deno` at the native Deno binary, so that `deno task X` and
- *    `npx deno task X` start the trainer with no Node wrapper between them: signals then reach it
- *    (the npm package's `bin.cjs` wrapper runs Deno with a blocking spawn and forwards none);
- * 2. installs the Debian packages the toolkit loads or builds against, when any is missing, with
+ * 1. installs the Debian packages the toolkit loads or builds against, when any is missing, with
  *    apt-get as root or through passwordless sudo; otherwise it stops before any work and prints
  *    the exact command to run;
- * 3. builds the LibTorch shim (`deno task build:ffi`), finding or fetching LibTorch.
+ * 2. builds the LibTorch shim (`deno task build:ffi`), finding or fetching LibTorch.
  *
- * `SLIMCLR_NO_SYSTEM_PACKAGES=1` skips step 2 for machines that are not Debian-like; what is
+ * `SLIMCLR_NO_SYSTEM_PACKAGES=1` skips step 1 for machines that are not Debian-like; what is
  * missing is then still listed, and the features that need it fail with a named error.
  */
-import { existsSync, lstatSync, readlinkSync } from "node:fs";
-import { dirname, join, relative } from "node:path";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { cacheDir, PROJECT_ROOT } from "../lib/ffi/paths.ts";
 import { buildShim, WHEEL_SPEC } from "./build_ffi.ts";
 
@@ -76,56 +73,6 @@ export const SYSTEM_PACKAGES: readonly SystemPackage[] = [
   },
 ];
 
-/** The native Deno binary of the npm package, if this checkout has one. */
-function nativeDeno(): string | null {
-  for (
-    const p of [
-      join(PROJECT_ROOT, "node_modules", "deno", "deno"),
-      ...(() => {
-        try {
-          return [...Deno.readDirSync(join(PROJECT_ROOT, "node_modules", ".deno"))]
-            .filter((e) => e.name.startsWith("deno@"))
-            .map((e) =>
-              join(PROJECT_ROOT, "node_modules", ".deno", e.name, "node_modules", "deno", "deno")
-            );
-        } catch {
-          return [];
-        }
-      })(),
-    ]
-  ) {
-    try {
-      const head = new Uint8Array(4);
-      using f = Deno.openSync(p);
-      f.readSync(head);
-      if (head[0] === 0x7f && head[1] === 0x45 && head[2] === 0x4c && head[3] === 0x46) return p;
-    } catch { /* not there */ }
-  }
-  return null;
-}
-
-/**
- * Makes `node_modules/.bin/deno` a link to the native binary (npm and `deno install` lay it out
- * as the package's Node wrapper). Returns what it did, or null when there is nothing to do.
- */
-export function linkNativeDeno(): string | null {
-  const bin = join(PROJECT_ROOT, "node_modules", ".bin", "deno");
-  const found = nativeDeno();
-  if (!found || !existsSync(join(PROJECT_ROOT, "node_modules", ".bin"))) return null;
-  // Relative, so that the checkout can move.
-  const native = relative(dirname(bin), found);
-  try {
-    if (lstatSync(bin).isSymbolicLink() && readlinkSync(bin) === native) return null;
-  } catch { /* absent */ }
-  const tmp = `${bin}.slimclr-tmp`;
-  try {
-    Deno.removeSync(tmp);
-  } catch { /* none left over */ }
-  Deno.symlinkSync(native, tmp);
-  Deno.renameSync(tmp, bin);
-  return `node_modules/.bin/deno → ${native}`;
-}
-
 /** Whether apt-get can be run here: as root, or through passwordless sudo. */
 function aptRunner(): string[] | null {
   if (!onPath("apt-get")) return null;
@@ -186,8 +133,6 @@ export function ensureSystemPackages(log: (m: string) => void = console.error): 
 
 if (import.meta.main) {
   try {
-    const linked = linkNativeDeno();
-    if (linked) console.error(`slimclr: ${linked}`);
     ensureSystemPackages();
     await buildShim();
   } catch (e) {
