@@ -27,7 +27,7 @@ import {
   withHoldout,
 } from "../lib/train/data.ts";
 import { disposeSplits } from "../lib/train/source.ts";
-import { assertNewRun } from "../lib/train/run_dir.ts";
+import { assertNewRun, commandLineForRun } from "../lib/train/run_dir.ts";
 import { trainingDevice } from "../lib/train/device.ts";
 import { type PretrainResult, runPretrain } from "../lib/train/pretrain.ts";
 import { formatTable, knnProtocol, widthRows, writeSummary } from "../lib/train/summary.ts";
@@ -42,7 +42,9 @@ const TASK_FLAGS = {
 } as const;
 const TASK_HELP =
   `  --resume PATH|auto  continue from a checkpoint ("auto": the newest in the run folder, or a
-                      new run when it holds none)
+                      new run when it holds none) with the run's saved config.json; overrides
+                      given now may change only run.log_every, run.ckpt_every, run.keep_last and
+                      run.max_steps
   --run-dir DIR       the run folder (default: run.out/run.name)
   --quiet             no live progress line
   --help              this text`;
@@ -68,11 +70,21 @@ function precisionName(amp: AmpMode): string {
 
 /** Runs pretraining from command-line arguments; returns the run folder and summary. */
 export async function pretrain(args: string[]): Promise<PretrainOutcome | null> {
-  const { config, flags } = parseCommandLine(PRETRAIN_SCHEMA, args, TASK_FLAGS);
-  if (flags.help) {
+  const parsed = parseCommandLine(PRETRAIN_SCHEMA, args, TASK_FLAGS);
+  if (parsed.flags.help) {
     console.log(commandHelp(USAGE, TASK_HELP, PRETRAIN_SCHEMA));
     return null;
   }
+  const named = (parsed.flags["run-dir"] as string | undefined) ??
+    (parsed.config.run.name ? join(parsed.config.run.out, parsed.config.run.name) : null);
+  const { config, flags } = commandLineForRun(
+    PRETRAIN_SCHEMA,
+    args,
+    TASK_FLAGS,
+    parsed,
+    named,
+    (m) => console.error(`pretrain: ${m}`),
+  );
   const group = initDistributed();
   const rank = group?.rank ?? 0;
   const worldSize = group?.worldSize ?? 1;

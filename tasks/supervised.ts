@@ -21,7 +21,7 @@ import { backboneOptions } from "../lib/models/model_source.ts";
 import { SGD } from "../lib/optim.ts";
 import { manualSeed } from "../lib/random.ts";
 import { DistributedDataParallel, initDistributed, rankDevice } from "../lib/dist/mod.ts";
-import { assertNewRun } from "../lib/train/run_dir.ts";
+import { assertNewRun, commandLineForRun } from "../lib/train/run_dir.ts";
 import { resolveDevice, trainingDevice } from "../lib/train/device.ts";
 import {
   assertConfiguredChannels,
@@ -49,7 +49,9 @@ const TASK_FLAGS = {
   help: "boolean",
 } as const;
 const TASK_HELP =
-  `  --resume PATH|auto  continue from a checkpoint ("auto": the newest in the run folder)
+  `  --resume PATH|auto  continue from a checkpoint ("auto": the newest in the run folder) with the
+                      run's saved config.json; overrides given now may change only
+                      run.log_every, run.ckpt_every, run.keep_last and run.max_steps
   --run-dir DIR       the run folder (default: run.out/run.name)
   --test-only         evaluate --model PATH on the test split instead of training
   --model PATH        the model to evaluate with --test-only
@@ -70,11 +72,21 @@ export interface SupervisedOutcome {
  * result (null for `--help`, `--test-only` and ranks other than 0).
  */
 export async function trainSupervised(args: string[]): Promise<SupervisedOutcome | null> {
-  const { config: c, flags } = parseCommandLine(SUPERVISED_SCHEMA, args, TASK_FLAGS);
-  if (flags.help) {
+  const parsed = parseCommandLine(SUPERVISED_SCHEMA, args, TASK_FLAGS);
+  if (parsed.flags.help) {
     console.log(commandHelp(USAGE, TASK_HELP, SUPERVISED_SCHEMA));
     return null;
   }
+  const named = (parsed.flags["run-dir"] as string | undefined) ??
+    join(parsed.config.run.out, parsed.config.run.name);
+  const { config: c, flags } = commandLineForRun(
+    SUPERVISED_SCHEMA,
+    args,
+    TASK_FLAGS,
+    parsed,
+    named,
+    (m) => console.error(`supervised: ${m}`),
+  );
   validateSupervised(c);
   if (flags["test-only"]) {
     await testOnly(c, flags.model as string | undefined);

@@ -82,3 +82,46 @@ export function commandHelp(usage: string, taskFlagHelp: string, schema: Schema)
   return `${usage}\n\n${taskFlagHelp}\n  --config FILE.yaml  a recipe (repeatable; later ones win)\n\n` +
     `Settings (YAML keys, or flags that override them):\n${helpText(schema)}`;
 }
+
+/** The value at dotted `path` of a config. */
+function valueAt(config: unknown, path: string): unknown {
+  return path.split(".").reduce((o, k) => (o as Record<string, unknown>)?.[k], config);
+}
+
+/**
+ * The command line of a resumed run: the run folder's saved `config.json` with the overrides given
+ * now applied on top, so that `--resume auto --run-dir DIR` alone continues the run as it was.
+ * `--config` recipes given now are not applied (the saved config already holds what they set, and
+ * the overrides of the original command line too). An override that changes a setting outside
+ * `mayChange` (logging, checkpoint cadence, where to stop: what cannot change the result) is a
+ * `ConfigError` naming the key and both values.
+ */
+export function resumeCommandLine<S extends Schema>(
+  schema: S,
+  args: string[],
+  taskFlags: TaskFlags,
+  savedConfig: string,
+  mayChange: readonly string[],
+): ParsedCommandLine<S> {
+  const withoutRecipes: string[] = [];
+  const recipes: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--config") recipes.push(args[++i]);
+    else if (args[i].startsWith("--config=")) recipes.push(args[i].slice(9));
+    else withoutRecipes.push(args[i]);
+  }
+  const saved = parseCommandLine(schema, ["--config", savedConfig]).config;
+  const resumed = parseCommandLine(schema, ["--config", savedConfig, ...withoutRecipes], taskFlags);
+  for (const [path] of fields(schema)) {
+    if (mayChange.includes(path)) continue;
+    const [was, now] = [valueAt(saved, path), valueAt(resumed.config, path)];
+    if (JSON.stringify(was) !== JSON.stringify(now)) {
+      throw new ConfigError(
+        `resuming: '${path}' is ${JSON.stringify(was)} in the run (${savedConfig}) and ` +
+          `${JSON.stringify(now)} here, which would change its result. Resume without ` +
+          `--${path} (the run's own settings apply), or start a new run`,
+      );
+    }
+  }
+  return { ...resumed, recipes };
+}

@@ -23,15 +23,21 @@ export class Progress {
     readonly totalSteps: number,
     readonly out: { isTerminal(): boolean; writeSync(b: Uint8Array): number } = Deno.stderr,
     readonly plainEverySeconds = 10,
+    /** Steps a resumed run had done before this process: rate and ETA count only the rest. */
+    readonly firstStep = 0,
   ) {
     this.#tty = out.isTerminal();
   }
 
-  /** Shows `step` (1-based) with named values; `images` is the number processed so far. */
+  /**
+   * Shows `step` (1-based) with named values; `images` is the number the run processed so far, a
+   * resumed run's earlier ones included (the rate counts only this process's share).
+   */
   update(step: number, epoch: number, values: Record<string, number>, images: number): void {
     const elapsed = (performance.now() - this.#start) / 1000;
-    const rate = images / Math.max(elapsed, 1e-9);
-    const eta = ((this.totalSteps - step) * elapsed) / Math.max(step, 1);
+    const done = Math.max(step - this.firstStep, 0);
+    const rate = (images * done) / Math.max(step, 1) / Math.max(elapsed, 1e-9);
+    const eta = ((this.totalSteps - step) * elapsed) / Math.max(done, 1);
     const parts = Object.entries(values).map(([k, v]) => `${k} ${fmt(v)}`);
     const line =
       `epoch ${epoch.toFixed(2)} step ${step}/${this.totalSteps} | ${parts.join(" ")} | ` +

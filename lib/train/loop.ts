@@ -40,7 +40,7 @@ export async function openRunLogs(
   const resumed = o.resumeStep === undefined ? {} : { resumeStep: o.resumeStep };
   const metrics = new MetricsLog(join(runDir, "metrics.jsonl"), resumed);
   const tb = new TensorBoardWriter(join(runDir, "tensorboard"), resumed);
-  const progress = o.progress ? new Progress(o.lastStep) : null;
+  const progress = o.progress ? new Progress(o.lastStep, Deno.stderr, 10, o.resumeStep ?? 0) : null;
   return {
     metrics,
     tb,
