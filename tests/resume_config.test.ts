@@ -4,7 +4,7 @@ import { parseCommandLine, resumeCommandLine } from "../lib/config/cli.ts";
 import { PRETRAIN_SCHEMA } from "../lib/config/pretrain.ts";
 import { ConfigError } from "../lib/config/schema.ts";
 import { Progress } from "../lib/log/progress.ts";
-import { RESUME_MAY_CHANGE } from "../lib/train/run_dir.ts";
+import { RESUME_MAY_CHANGE, RESUME_PER_INVOCATION } from "../lib/train/run_dir.ts";
 
 const FLAGS = { resume: "string", "run-dir": "string" } as const;
 
@@ -21,7 +21,14 @@ Deno.test("a resume continues with the run's saved config; only outcome-neutral 
     const saved = join(dir, "config.json");
     await Deno.writeTextFile(saved, JSON.stringify(original, null, 2));
     const resume = (args: string[]) =>
-      resumeCommandLine(PRETRAIN_SCHEMA, args, FLAGS, saved, RESUME_MAY_CHANGE);
+      resumeCommandLine(
+        PRETRAIN_SCHEMA,
+        args,
+        FLAGS,
+        saved,
+        RESUME_MAY_CHANGE,
+        RESUME_PER_INVOCATION,
+      );
 
     // Nothing repeated: the saved config, overrides included.
     const plain = resume(["--resume", "auto", "--run-dir", dir]);
@@ -41,12 +48,17 @@ Deno.test("a resume continues with the run's saved config; only outcome-neutral 
       () => resume(["--resume", "auto", "--optim.lr=0.1"]),
       (e) =>
         e instanceof ConfigError &&
-        /'optim\.lr' is 0\.\d+ in the run .* and 0\.1 here/.test(e.message),
+        /optim\.lr is 0\.\d+ there, 0\.1 here/.test(e.message),
     );
     assert.throws(
       () => resume(["--resume", "auto", "--run.seed=4"]),
-      /'run\.seed' is 3 in the run/,
+      /run\.seed is 3 there, 4 here/,
     );
+    // A run stopped by run.max_steps continues to the end unless a new stop point is given.
+    const stopped = { ...original, run: { ...original.run, max_steps: 3 } };
+    await Deno.writeTextFile(saved, JSON.stringify(stopped, null, 2));
+    assert.equal(resume(["--resume", "auto"]).config.run.max_steps, 0);
+    assert.equal(resume(["--resume", "auto", "--run.max_steps=5"]).config.run.max_steps, 5);
     // Repeating an override with the run's own value is fine.
     assert.equal(resume(["--resume", "auto", "--data.subset=4096"]).config.data.subset, 4096);
   } finally {

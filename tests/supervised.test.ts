@@ -176,8 +176,10 @@ Deno.test("supervised: resuming a pretraining or mismatched checkpoint names the
         supervised(
           tiny(dir, "sup", "--resume", "auto", "--model.widths=1,0.25", "--model.base_width=8"),
         ),
+      // The run's saved config is what a resume continues: every override that would change the
+      // result is named with both values, before anything is opened or written.
       new RegExp(
-        "ckpt_e0000_s1\\.pt: the checkpoint does not fit this run: " +
+        "resuming the run of .*sup/config\\.json: " +
           "model\\.base_width is 4 there, 8 here; model\\.widths is \\[1,0\\.5\\] there, \\[1,0\\.25\\] here",
       ),
     );

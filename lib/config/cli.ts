@@ -93,8 +93,9 @@ function valueAt(config: unknown, path: string): unknown {
  * now applied on top, so that `--resume auto --run-dir DIR` alone continues the run as it was.
  * `--config` recipes given now are not applied (the saved config already holds what they set, and
  * the overrides of the original command line too). An override that changes a setting outside
- * `mayChange` (logging, checkpoint cadence, where to stop: what cannot change the result) is a
- * `ConfigError` naming the key and both values.
+ * `mayChange` (logging, checkpoint cadence: what cannot change the result) is a `ConfigError`
+ * naming every such key with both values. `perInvocation` settings (where this process stops)
+ * start from their defaults rather than the saved run's.
  */
 export function resumeCommandLine<S extends Schema>(
   schema: S,
@@ -102,6 +103,7 @@ export function resumeCommandLine<S extends Schema>(
   taskFlags: TaskFlags,
   savedConfig: string,
   mayChange: readonly string[],
+  perInvocation: readonly string[] = [],
 ): ParsedCommandLine<S> {
   const withoutRecipes: string[] = [];
   const recipes: string[] = [];
@@ -111,17 +113,26 @@ export function resumeCommandLine<S extends Schema>(
     else withoutRecipes.push(args[i]);
   }
   const saved = parseCommandLine(schema, ["--config", savedConfig]).config;
-  const resumed = parseCommandLine(schema, ["--config", savedConfig, ...withoutRecipes], taskFlags);
+  // Settings of one invocation (where to stop) start from their defaults, not the saved run's.
+  const fresh = perInvocation.map((p) => `--${p}=${JSON.stringify(valueAt(defaults(schema), p))}`);
+  const resumed = parseCommandLine(
+    schema,
+    ["--config", savedConfig, ...fresh, ...withoutRecipes],
+    taskFlags,
+  );
+  const changed: string[] = [];
   for (const [path] of fields(schema)) {
-    if (mayChange.includes(path)) continue;
+    if (mayChange.includes(path) || perInvocation.includes(path)) continue;
     const [was, now] = [valueAt(saved, path), valueAt(resumed.config, path)];
     if (JSON.stringify(was) !== JSON.stringify(now)) {
-      throw new ConfigError(
-        `resuming: '${path}' is ${JSON.stringify(was)} in the run (${savedConfig}) and ` +
-          `${JSON.stringify(now)} here, which would change its result. Resume without ` +
-          `--${path} (the run's own settings apply), or start a new run`,
-      );
+      changed.push(`${path} is ${JSON.stringify(was)} there, ${JSON.stringify(now)} here`);
     }
+  }
+  if (changed.length) {
+    throw new ConfigError(
+      `resuming the run of ${savedConfig}: ${changed.join("; ")}, which would change its ` +
+        `result. Resume without those overrides (the run's own settings apply), or start a new run`,
+    );
   }
   return { ...resumed, recipes };
 }

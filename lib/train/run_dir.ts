@@ -29,8 +29,8 @@ export function assertNewRun(dir: string, resuming: boolean): void {
 }
 
 /**
- * Settings a resumed run may take from the command line: where the run lives, logging, checkpoint
- * cadence and where to stop. Anything else would make the run differ from the one it continues.
+ * Settings a resumed run may take from the command line: where the run lives, logging and
+ * checkpoint cadence. Anything else would make the run differ from the one it continues.
  */
 export const RESUME_MAY_CHANGE: readonly string[] = [
   "run.out",
@@ -38,8 +38,10 @@ export const RESUME_MAY_CHANGE: readonly string[] = [
   "run.log_every",
   "run.ckpt_every",
   "run.keep_last",
-  "run.max_steps",
 ];
+
+/** Settings of one invocation: a resume starts them from their defaults (run to the end). */
+export const RESUME_PER_INVOCATION: readonly string[] = ["run.max_steps"];
 
 /**
  * The command line a task runs with: for `--resume` into a folder that holds a saved
@@ -56,7 +58,14 @@ export function commandLineForRun<S extends Schema>(
 ): ParsedCommandLine<S> {
   const saved = runDir && join(runDir, "config.json");
   if (!parsed.flags.resume || !saved || !existsSync(saved)) return parsed;
-  const r = resumeCommandLine(schema, args, taskFlags, saved, RESUME_MAY_CHANGE);
+  const r = resumeCommandLine(
+    schema,
+    args,
+    taskFlags,
+    saved,
+    RESUME_MAY_CHANGE,
+    RESUME_PER_INVOCATION,
+  );
   if (r.recipes.length) {
     log(
       `resuming ${runDir} with its saved config.json; --config ${r.recipes.join(", ")} is not read`,
