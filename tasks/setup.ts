@@ -11,7 +11,7 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { cacheDir, PROJECT_ROOT } from "../lib/ffi/paths.ts";
+import { cacheDir } from "../lib/ffi/paths.ts";
 import { buildShim, WHEEL_SPEC } from "./build_ffi.ts";
 
 /** A Debian package slimclr needs, how to tell it is there, and what it is for. */
